@@ -1,0 +1,62 @@
+# Two commands do everything on a fresh Debian machine with Python 3.11:
+#   make serve   install what is needed, then run the agent on http://localhost:8080
+#   make test    install what is needed (Debian packages too), then run the whole suite
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch; an unpinned install would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+HOST ?= 0.0.0.0
+PORT ?= 8080
+APT_PACKAGES := chromium espeak-ng sox
+PYTEST_ARGS ?=
+
+.PHONY: serve test test-fast bench lint format clean apt-packages
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The stamp is rebuilt whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+apt-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+serve: $(VENV)/.installed
+	$(BIN)/telugu-s2s serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-test apt-packages
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test apt-packages
+	$(BIN)/python benchmarks/latency.py --spawn
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

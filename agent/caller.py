@@ -1,0 +1,300 @@
+"""The headless caller: an aiortc peer that speaks a WAV file to the agent in real time,
+records every sample it hears back, and reports each turn's voice-to-voice latency.
+
+voice_to_voice_ms = (wall time the first sample of the answer was received)
+                  - (wall time the last sample of the user's speech was sent),
+an answer being audio that starts after at least ANSWER_QUIET_MS of quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
+from agent.config import JitterMode
+from agent.events import EVENTS_LABEL
+from agent.jitter import install_receive_buffer
+
+FRAME_S = WIRE_FRAME / WIRE_RATE
+LOUD = 0.01
+"""Amplitude (float, 1.0 = full scale) above which a sample counts as sound (-40 dBFS)."""
+ANSWER_QUIET_MS = 200
+"""Quiet needed before received sound counts as the start of a new answer."""
+
+
+@dataclass
+class TurnReport:
+    turn: int
+    speech_end_s: float
+    """Where the user's turn ends, in seconds into the input file."""
+    voice_to_voice_ms: float | None
+    answer_duration_ms: float | None
+    server: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CallReport:
+    session: str
+    turns: list[TurnReport]
+    events: list[dict[str, Any]]
+    client_jitter_buffer_ms: float | None
+
+    @property
+    def answered(self) -> int:
+        return sum(t.voice_to_voice_ms is not None for t in self.turns)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "answered": self.answered,
+            "turns": [asdict(t) for t in self.turns],
+            "client_jitter_buffer_ms": self.client_jitter_buffer_ms,
+        }
+
+
+class FileTrack(MediaStreamTrack):
+    """Plays a 48 kHz mono signal as paced 20 ms frames, then silence; remembers when each
+    frame left (the moment its last sample exists, as with a microphone)."""
+
+    kind = "audio"
+
+    def __init__(self, pcm48: np.ndarray) -> None:
+        super().__init__()
+        frames = -(-len(pcm48) // WIRE_FRAME)
+        self._pcm = np.zeros(frames * WIRE_FRAME, dtype=np.float32)
+        self._pcm[: len(pcm48)] = pcm48
+        self._index = 0
+        self._start: float | None = None
+        self.sent_at: list[float] = []
+        self.done = asyncio.Event()
+
+    async def recv(self):  # noqa: ANN201 - av.AudioFrame
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            due = self._start + self._index * FRAME_S
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+        offset = self._index * WIRE_FRAME
+        chunk = self._pcm[offset : offset + WIRE_FRAME]
+        if len(chunk) < WIRE_FRAME:
+            chunk = np.zeros(WIRE_FRAME, dtype=np.float32)
+            self.done.set()
+        frame = frame_from_pcm(chunk, WIRE_RATE, pts=offset)
+        self._index += 1
+        self.sent_at.append(time.monotonic())
+        return frame
+
+    def sample_time(self, sample: int) -> float:
+        """Wall time at which input sample `sample` was sent."""
+        frame, within = divmod(sample, WIRE_FRAME)
+        return self.sent_at[frame] - (WIRE_FRAME - 1 - within) / WIRE_RATE
+
+
+class Recorder:
+    """Keeps every frame of the agent's track with the time it was received."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self.last_loud = 0.0
+        self._task: asyncio.Task | None = None
+
+    def start(self, track: MediaStreamTrack) -> None:
+        self._task = asyncio.create_task(self._run(track))
+
+    async def _run(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                pcm = frame_to_mono(frame)
+                self.frames.append((now, pcm))
+                if np.abs(pcm).max(initial=0) > LOUD:
+                    self.last_loud = now
+        except MediaStreamError:
+            pass
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate([p for _, p in self.frames]) if self.frames else np.zeros(0)
+
+
+def speech_segments(pcm: np.ndarray, gap_ms: float, rate: int = WIRE_RATE) -> list[tuple[int, int]]:
+    """(first, last) loud sample of each stretch of sound, merging stretches closer than gap_ms."""
+    loud = np.flatnonzero(np.abs(pcm) > LOUD)
+    if len(loud) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(loud) > gap_ms * rate / 1000)
+    starts = np.concatenate([[loud[0]], loud[breaks + 1]])
+    ends = np.concatenate([loud[breaks], [loud[-1]]])
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def answer_onsets(frames: list[tuple[float, np.ndarray]]) -> list[tuple[float, float]]:
+    """(start time, end time) of each answer heard: sound after ANSWER_QUIET_MS of quiet."""
+    answers: list[tuple[float, float]] = []
+    quiet_s = ANSWER_QUIET_MS / 1000
+    last_loud = -1e9
+    for received, pcm in frames:
+        loud = np.flatnonzero(np.abs(pcm) > LOUD)
+        if len(loud) == 0:
+            continue
+        first = received + loud[0] / WIRE_RATE
+        last = received + loud[-1] / WIRE_RATE
+        if first - last_loud >= quiet_s:
+            answers.append((first, last))
+        else:
+            answers[-1] = (answers[-1][0], last)
+        last_loud = last
+    return answers
+
+
+def match_turns(
+    track: FileTrack,
+    segments: list[tuple[int, int]],
+    answers: list[tuple[float, float]],
+    latency_events: list[tuple[float, dict[str, Any]]],
+) -> list[TurnReport]:
+    """Pair each user turn with the first answer that starts after it ends (and before the
+    next turn ends), and with the server latency event that arrived closest to that answer."""
+    reports = []
+    ends = [track.sample_time(end) for _, end in segments if end < len(track.sent_at) * WIRE_FRAME]
+    for i, speech_end in enumerate(ends):
+        next_end = ends[i + 1] if i + 1 < len(ends) else float("inf")
+        heard = [a for a in answers if speech_end < a[0] < next_end]
+        report = TurnReport(
+            turn=i + 1,
+            speech_end_s=round(segments[i][1] / WIRE_RATE, 3),
+            voice_to_voice_ms=None,
+            answer_duration_ms=None,
+        )
+        if heard:
+            start = heard[0][0]
+            report.voice_to_voice_ms = round((start - speech_end) * 1000, 1)
+            report.answer_duration_ms = round((heard[-1][1] - start) * 1000, 1)
+            near = [e for t, e in latency_events if abs(t - start) < 0.5]
+            if near:
+                report.server = near[0].get("stages", {})
+        reports.append(report)
+    return reports
+
+
+async def call(
+    url: str,
+    pcm48: np.ndarray,
+    speaker: str | None = None,
+    emotion: str | None = None,
+    endpoint: str = "offer",
+    jitter: JitterMode = "adaptive",
+    turn_gap_ms: float = 700,
+    settle_s: float = 1.5,
+    max_wait_s: float = 30.0,
+) -> tuple[CallReport, np.ndarray]:
+    """Call the agent at `url` with the given audio; return the report and all audio heard."""
+    pc = RTCPeerConnection()
+    track = FileTrack(pcm48)
+    recorder = Recorder()
+    events: list[tuple[float, dict[str, Any]]] = []
+    channel = pc.createDataChannel(EVENTS_LABEL)
+    channel.on("message", lambda m: events.append((time.monotonic(), json.loads(m))))
+    pc.addTrack(track)
+    receiver = next(t.receiver for t in pc.getTransceivers() if t.kind == "audio")
+    jitter_buffer = install_receive_buffer(receiver, jitter)
+    pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http:
+        session_id, hang_up_url = "", None
+        try:
+            session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
+            await _converse(track, recorder, events, settle_s, max_wait_s)
+        finally:
+            await recorder.stop()
+            await pc.close()
+            if hang_up_url is not None:
+                async with http.delete(hang_up_url):
+                    pass
+    report = CallReport(
+        session=session_id,
+        turns=match_turns(
+            track,
+            speech_segments(pcm48, turn_gap_ms),
+            answer_onsets(recorder.frames),
+            [(t, e) for t, e in events if e.get("type") == "latency"],
+        ),
+        events=[e for _, e in events],
+        client_jitter_buffer_ms=jitter_buffer.stats.median_ms(last=10_000),
+    )
+    return report, recorder.audio()
+
+
+async def _signal(
+    http: aiohttp.ClientSession,
+    url: str,
+    pc: RTCPeerConnection,
+    endpoint: str,
+    speaker: str | None,
+    emotion: str | None,
+) -> tuple[str, str]:
+    """Send the offer, apply the answer; return the session id and the hang-up URL."""
+    base = url.rstrip("/")
+    choices = {k: v for k, v in (("speaker", speaker), ("emotion", emotion)) if v}
+    offer = pc.localDescription
+    if endpoint == "whip":
+        async with http.post(
+            f"{base}/v1/calls",
+            data=offer.sdp,
+            params=choices,
+            headers={"Content-Type": "application/sdp"},
+        ) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"WHIP call refused: {resp.status} {await resp.text()}")
+            answer = RTCSessionDescription(sdp=await resp.text(), type="answer")
+            location = resp.headers["Location"]
+        session_id = location.rsplit("/", 1)[-1]
+        hang_up = f"{base}{location}" if location.startswith("/") else location
+    else:
+        async with http.post(
+            f"{base}/offer", json={"sdp": offer.sdp, "type": offer.type, **choices}
+        ) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"offer refused: {resp.status} {await resp.text()}")
+            body = await resp.json()
+        answer = RTCSessionDescription(sdp=body["sdp"], type=body["type"])
+        session_id = body["session_id"]
+        hang_up = f"{base}/v1/calls/{session_id}"
+    await pc.setRemoteDescription(answer)
+    return session_id, hang_up
+
+
+async def _converse(
+    track: FileTrack,
+    recorder: Recorder,
+    events: list[tuple[float, dict[str, Any]]],
+    settle_s: float,
+    max_wait_s: float,
+) -> None:
+    """Wait until the file has been sent and the agent has finished answering."""
+    await track.done.wait()
+    ended = time.monotonic()
+    while time.monotonic() < ended + max_wait_s:
+        await asyncio.sleep(0.1)
+        kinds = [e.get("type") for _, e in events]
+        answering = kinds.count("response_started") > kinds.count("response_done")
+        quiet_s = time.monotonic() - max(recorder.last_loud, ended)
+        if not answering and quiet_s >= settle_s:
+            return

@@ -1,0 +1,203 @@
+"""`telugu-s2s`: serve the agent, or call one from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from agent.config import AgentConfig, TurnConfig
+
+DEFAULT_TURNS = TurnConfig()
+DEFAULT_AGENT = AgentConfig()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(
+        prog="telugu-s2s", description="Real-time Telugu speech-to-speech voice agent"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(
+        commands.add_parser(
+            "serve",
+            help="run the agent's HTTP + WebRTC server",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+    )
+    _add_call(
+        commands.add_parser(
+            "call",
+            help="call an agent with a WAV file, report latency",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.run(args)
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    from agent.responders import RESPONDERS
+
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port")
+    p.add_argument(
+        "--responder",
+        default="parrot",
+        choices=sorted(RESPONDERS),
+        help="what answers: parrot plays each turn back",
+    )
+    p.add_argument("--max-sessions", type=int, default=8, help="calls at once; more get 503")
+    p.add_argument(
+        "--vad-threshold",
+        type=float,
+        default=DEFAULT_TURNS.threshold,
+        help="Silero speech probability that counts as speech",
+    )
+    p.add_argument(
+        "--min-speech-ms",
+        type=int,
+        default=DEFAULT_TURNS.min_speech_ms,
+        help="speech needed to start a turn",
+    )
+    p.add_argument(
+        "--min-silence-ms",
+        type=int,
+        default=DEFAULT_TURNS.min_silence_ms,
+        help="silence that ends a turn (chosen by benchmarks/turn_silence.py)",
+    )
+    p.add_argument(
+        "--speech-pad-ms",
+        type=int,
+        default=DEFAULT_TURNS.speech_pad_ms,
+        help="audio kept before the detected start of speech",
+    )
+    p.add_argument(
+        "--no-barge-in",
+        action="store_true",
+        help="let answers finish when the user talks over them",
+    )
+    p.add_argument(
+        "--jitter",
+        default=DEFAULT_AGENT.jitter,
+        choices=["adaptive", "aiortc"],
+        help="receive jitter buffer: ours (no hold on a clean path) or aiortc's",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=DEFAULT_AGENT.peer_timeout_s,
+        help="seconds without audio after which a call is over",
+    )
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN URL for the page and the agent (repeatable)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads for model compute (each call has its own workers)",
+    )
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import torch
+    from aiohttp import web
+
+    from agent.responders import make_responder
+    from signaling.app import create_app
+    from signaling.ice import IceConfig
+
+    torch.set_num_threads(args.torch_threads)
+    config = AgentConfig(
+        turns=TurnConfig(
+            threshold=args.vad_threshold,
+            min_speech_ms=args.min_speech_ms,
+            min_silence_ms=args.min_silence_ms,
+            speech_pad_ms=args.speech_pad_ms,
+        ),
+        barge_in=not args.no_barge_in,
+        jitter=args.jitter,
+        peer_timeout_s=args.peer_timeout,
+    )
+    app = create_app(
+        make_responder(args.responder),
+        config,
+        IceConfig(urls=tuple(args.ice_server)),
+        max_sessions=args.max_sessions,
+    )
+    print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
+def _add_call(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="the agent, e.g. http://127.0.0.1:8080")
+    p.add_argument("--audio", required=True, help="WAV (any rate) to speak, in real time")
+    p.add_argument("--out", help="write everything heard back to this WAV (48 kHz)")
+    p.add_argument("--speaker")
+    p.add_argument("--emotion")
+    p.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
+    p.add_argument(
+        "--jitter",
+        choices=["adaptive", "aiortc"],
+        default="adaptive",
+        help="the caller's own receive jitter buffer",
+    )
+    p.add_argument(
+        "--turn-gap-ms",
+        type=float,
+        default=700,
+        help="pauses shorter than this stay inside one user turn",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(run=_call)
+
+
+def _call(args: argparse.Namespace) -> int:
+    from agent.audio import WIRE_RATE, read_audio, write_audio
+    from agent.caller import call
+
+    pcm = read_audio(args.audio, WIRE_RATE)
+    report, heard = asyncio.run(
+        call(
+            args.url, pcm, args.speaker, args.emotion, args.endpoint, args.jitter, args.turn_gap_ms
+        )
+    )
+    if args.out:
+        write_audio(args.out, heard, WIRE_RATE)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        for turn in report.turns:
+            v2v = (
+                "no answer"
+                if turn.voice_to_voice_ms is None
+                else (
+                    f"voice_to_voice_ms={turn.voice_to_voice_ms:.1f} "
+                    f"answer_ms={turn.answer_duration_ms:.0f}"
+                )
+            )
+            stages = " ".join(f"{k}={v:g}" for k, v in turn.server.items())
+            print(f"turn {turn.turn} (speech ends {turn.speech_end_s:.2f} s): {v2v}  {stages}")
+    if report.answered == 0:
+        print("no answer arrived", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

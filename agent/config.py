@@ -1,0 +1,49 @@
+"""Settings of one call's audio path, with the defaults `telugu-s2s serve --help` documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+JitterMode = Literal["adaptive", "aiortc"]
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """Voice activity and end-of-turn settings.
+
+    min_silence_ms is chosen by measurement (benchmarks/turn_silence.py, docs/benchmarks.md):
+    the shortest silence that does not split synthesized Telugu turns at their internal pauses.
+    """
+
+    threshold: float = 0.5
+    """Silero speech probability at or above which a window counts as speech."""
+    min_speech_ms: int = 96
+    """Speech needed before a turn starts (3 VAD windows of 32 ms)."""
+    min_silence_ms: int = 480
+    """Silence after speech that ends the turn."""
+    speech_pad_ms: int = 64
+    """Audio kept before the first speech window, for the responder."""
+
+    @property
+    def neg_threshold(self) -> float:
+        """Probability below which a window counts as silence (hysteresis, as Silero does)."""
+        return max(self.threshold - 0.15, 0.01)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything a Session needs to know besides its peer and responder."""
+
+    turns: TurnConfig = TurnConfig()
+    barge_in: bool = True
+    """Stop the answer when the user starts speaking over it."""
+    jitter: JitterMode = "adaptive"
+    """Receive jitter buffer: 'adaptive' releases each in-order packet at once; 'aiortc' is
+    aiortc's own (4 packets of prefetch), kept for comparison."""
+    peer_timeout_s: float = 3.0
+    """A call whose peer sends no audio for this long is over (the peer vanished)."""
+    connect_timeout_s: float = 20.0
+    """A call whose first audio has not arrived this long after the answer is over."""
+    answer_buffer_s: float = 10.0
+    """At most this much generated answer audio waits for the wire (bounded queue)."""

@@ -1,0 +1,46 @@
+"""Prometheus instruments of the agent, in a registry of their own (one per server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_MS = (5, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
+
+
+class AgentMetrics:
+    """Sessions, turns, barge-ins and per-stage latency of one server."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.active_sessions = Gauge(
+            "telugu_s2s_active_sessions", "Calls in progress", registry=self.registry
+        )
+        self.sessions = Counter("telugu_s2s_sessions", "Calls accepted", registry=self.registry)
+        self.turns = Counter("telugu_s2s_turns", "User turns answered", registry=self.registry)
+        self.barge_ins = Counter(
+            "telugu_s2s_barge_ins", "Answers cut short by the user", registry=self.registry
+        )
+        self.rejected = Counter(
+            "telugu_s2s_rejected_requests",
+            "Call requests refused",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.stage_ms = Histogram(
+            "telugu_s2s_stage_latency_ms",
+            "Per-turn latency of each stage in milliseconds",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.answer_underruns = Counter(
+            "telugu_s2s_answer_underrun_frames",
+            "Silent frames sent inside an answer because generation fell behind",
+            registry=self.registry,
+        )
+
+    def observe_turn(self, stages_ms: dict[str, float]) -> None:
+        """Record one answered turn's stage breakdown."""
+        self.turns.inc()
+        for stage, ms in stages_ms.items():
+            self.stage_ms.labels(stage=stage).observe(ms)

@@ -1,0 +1,148 @@
+"""The answer track: what the agent says, as 20 ms 48 kHz frames paced by the wall clock.
+
+Answers arrive as 48 kHz mono float chunks between `AnswerStart` and `AnswerEnd` markers in a
+bounded queue. `recv()` never waits for them: when nothing is queued it sends silence, so the
+stream stays continuous and the first answer frame leaves on the next 20 ms tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm
+
+FRAME_S = WIRE_FRAME / WIRE_RATE
+TIME_BASE = fractions.Fraction(1, WIRE_RATE)
+MAX_LATE_S = 0.06
+"""A frame asked for later than this behind its slot means the loop stalled: resynchronise."""
+
+
+@dataclass(frozen=True)
+class AnswerStart:
+    turn: int
+
+
+@dataclass(frozen=True)
+class AnswerEnd:
+    turn: int
+
+
+QueueItem = AnswerStart | AnswerEnd | np.ndarray
+
+
+class AnswerTrack(MediaStreamTrack):
+    """A MediaStreamTrack (kind audio) playing queued answers, silence in between.
+
+    on_started(turn, pts, t) fires when the first audio frame of an answer leaves recv();
+    on_done(turn) when its last frame has. `underruns` counts silent frames sent inside an
+    answer because generation fell behind.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        capacity_s: float,
+        on_started: Callable[[int, int, float], None] | None = None,
+        on_done: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._queue: asyncio.Queue[QueueItem] = asyncio.Queue(
+            maxsize=max(4, int(capacity_s / FRAME_S))
+        )
+        self._on_started = on_started
+        self._on_done = on_done
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._start: float | None = None
+        self._pts = 0
+        self._turn: int | None = None
+        self._turn_started = False
+        self.underruns = 0
+        self.resyncs = 0
+
+    # producer side ----------------------------------------------------------------------
+
+    async def begin(self, turn: int) -> None:
+        """Mark the start of an answer."""
+        await self._queue.put(AnswerStart(turn))
+
+    async def play(self, pcm48: np.ndarray) -> None:
+        """Queue answer audio (48 kHz mono float); waits while the queue is full."""
+        self._pending = np.concatenate([self._pending, pcm48.astype(np.float32)])
+        while len(self._pending) >= WIRE_FRAME:
+            await self._queue.put(self._pending[:WIRE_FRAME])
+            self._pending = self._pending[WIRE_FRAME:]
+
+    async def end(self, turn: int) -> None:
+        """Mark the end of an answer; its last partial frame is padded with silence."""
+        if len(self._pending):
+            tail = np.zeros(WIRE_FRAME, dtype=np.float32)
+            tail[: len(self._pending)] = self._pending
+            self._pending = np.zeros(0, dtype=np.float32)
+            await self._queue.put(tail)
+        await self._queue.put(AnswerEnd(turn))
+
+    def clear(self) -> None:
+        """Drop everything queued (barge-in): the next frame is silence."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._turn = None
+
+    @property
+    def speaking(self) -> bool:
+        """True while an answer is queued or playing."""
+        return self._turn is not None or not self._queue.empty()
+
+    # consumer side (aiortc's RTCRtpSender) ----------------------------------------------
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._wait_for_slot()
+        pcm = self._next_pcm()
+        return frame_from_pcm(pcm, WIRE_RATE, pts=self._pts)
+
+    async def _wait_for_slot(self) -> None:
+        """Sleep until this frame's slot on the wall clock; after a stall, skip the slots that
+        passed (the timestamps jump, the receiver conceals) instead of bursting to catch up."""
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+            self._pts = 0
+            return
+        self._pts += WIRE_FRAME
+        due = self._start + self._pts / WIRE_RATE
+        if now - due > MAX_LATE_S:
+            self.resyncs += 1
+            self._pts = int((now - self._start) / FRAME_S) * WIRE_FRAME
+            return
+        if due > now:
+            await asyncio.sleep(due - now)
+
+    def _next_pcm(self) -> np.ndarray:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, AnswerStart):
+                self._turn, self._turn_started = item.turn, False
+            elif isinstance(item, AnswerEnd):
+                self._turn = None
+                if self._on_done:
+                    self._on_done(item.turn)
+            else:
+                if self._turn is not None and not self._turn_started:
+                    self._turn_started = True
+                    if self._on_started:
+                        self._on_started(self._turn, self._pts, time.monotonic())
+                return item
+        if self._turn is not None and self._turn_started:
+            self.underruns += 1
+        return np.zeros(WIRE_FRAME, dtype=np.float32)

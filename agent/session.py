@@ -1,0 +1,269 @@
+"""One call: a peer connection, the user's audio going in, the agent's answer coming out.
+
+The code below reads in the order a frame travels:
+
+  remote track (Opus decoded by aiortc, 48 kHz)
+    -> _listen: resample to 16 kHz mono, cut 512-sample windows
+    -> _hear (listening worker thread): Silero VAD probability, responder.hear(window)
+    -> TurnDetector: speech started / end of turn        -> events, barge-in
+    -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz
+    -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
+
+Model compute runs only in the two single-thread workers of the call; the event loop only
+moves buffers. Every task, thread and the peer connection end with the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
+from agent.config import AgentConfig
+from agent.events import EventChannel, TurnLatency
+from agent.jitter import install_receive_buffer
+from agent.metrics import AgentMetrics
+from agent.outbound import AnswerTrack
+from agent.responders import CallOptions, Responder, UserTurn
+from agent.rtp_probe import FirstPacketProbe
+from agent.turns import TurnDetector, TurnEvent, TurnEventKind
+from agent.vad import WINDOW, SileroVAD
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Session:
+    """One WebRTC call between a peer and a responder."""
+
+    def __init__(
+        self,
+        session_id: str,
+        options: CallOptions,
+        responder: Responder,
+        config: AgentConfig,
+        metrics: AgentMetrics,
+        rtc_config: RTCConfiguration | None = None,
+        on_closed: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.options = options
+        self.config = config
+        self.metrics = metrics
+        self.pc = RTCPeerConnection(rtc_config)
+        self.events = EventChannel()
+        self.answer_track = AnswerTrack(
+            config.answer_buffer_s, on_started=self._answer_started, on_done=self._answer_done
+        )
+        self._responder = responder.open(options)
+        self._on_closed = on_closed
+        self._listener = ThreadPoolExecutor(1, thread_name_prefix=f"listen-{session_id[:8]}")
+        self._answerer = ThreadPoolExecutor(1, thread_name_prefix=f"answer-{session_id[:8]}")
+        self._vad: SileroVAD | None = None
+        self._turns = TurnDetector(config.turns)
+        self._probe = FirstPacketProbe()
+        self._jitter: Any = None
+        self._latency: dict[int, TurnLatency] = {}
+        self._listen_task: asyncio.Task | None = None
+        self._answer_task: asyncio.Task | None = None
+        self._closing = False
+        self._counted = False
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+
+    # setup ------------------------------------------------------------------------------
+
+    async def accept(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Answer the peer's offer; the call runs from here until close()."""
+        self._vad = await self._in(self._listener, SileroVAD)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("track", self._on_track)
+        await self.pc.setRemoteDescription(offer)
+        if self._listen_task is None:
+            raise ValueError("the offer has no audio the agent can receive")
+        self.pc.addTrack(self.answer_track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        sender = next(s for s in self.pc.getSenders() if s.track is self.answer_track)
+        self._probe.attach(sender.transport)
+        self.metrics.sessions.inc()
+        self.metrics.active_sessions.inc()
+        self._counted = True
+        return self.pc.localDescription
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self.events.attach(channel)
+        channel.on("open", lambda: self._say_hello())
+        if channel.readyState == "open":
+            self._say_hello()
+
+    def _say_hello(self) -> None:
+        self.events.send(
+            "session",
+            session_id=self.id,
+            speaker=self.options.speaker,
+            emotion=self.options.emotion,
+        )
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self._close_soon(f"connection {self.pc.connectionState}")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._listen_task is not None:
+            return
+        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
+        self._jitter = install_receive_buffer(receiver, self.config.jitter)
+        self._listen_task = asyncio.create_task(self._listen(track), name=f"listen-{self.id}")
+
+    # inbound: frames -> windows -> VAD -> turns -------------------------------------------
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        to_model_rate = Resampler(MODEL_RATE)
+        windows = Windower(WINDOW)
+        timeout = self.config.connect_timeout_s
+        reason = "peer stopped sending"
+        try:
+            while True:
+                frame = await asyncio.wait_for(track.recv(), timeout)
+                timeout = self.config.peer_timeout_s
+                arrived = time.monotonic()
+                for window in windows.push(to_model_rate.frame(frame)):
+                    start = windows.samples_out - WINDOW
+                    prob = await self._in(self._listener, self._hear, window, start)
+                    event = self._turns.update(prob, arrived)
+                    if event is not None:
+                        self._on_turn_event(event)
+        except MediaStreamError:
+            reason = "remote track ended"
+        except TimeoutError:
+            reason = f"no audio for {timeout:g} s"
+        finally:
+            self._close_soon(reason)
+
+    def _hear(self, window: np.ndarray, start: int) -> float:
+        """Listening worker: the VAD's verdict on a window; the responder hears it too."""
+        assert self._vad is not None
+        prob = self._vad.prob(window)
+        self._responder.hear(window, start)
+        return prob
+
+    def _on_turn_event(self, event: TurnEvent) -> None:
+        if event.kind is TurnEventKind.SPEECH_STARTED:
+            if self.config.barge_in and self._agent_busy():
+                self._barge_in()
+            self.events.send("speech_started", turn=event.turn)
+            return
+        assert event.end_sample is not None and event.speech_end_time is not None
+        self.events.send("speech_stopped", turn=event.turn)
+        latency = TurnLatency(
+            turn=event.turn,
+            speech_end=event.speech_end_time,
+            eot=time.monotonic(),
+            jitter_buffer_ms=self._jitter.stats.median_ms() if self._jitter else None,
+        )
+        self._latency[event.turn] = latency
+        turn = UserTurn(event.turn, event.start_sample, event.end_sample)
+        self._answer_task = asyncio.create_task(
+            self._answer(turn, latency, self._answer_task), name=f"answer-{self.id}-{turn.turn}"
+        )
+
+    def _agent_busy(self) -> bool:
+        generating = self._answer_task is not None and not self._answer_task.done()
+        return generating or self.answer_track.speaking
+
+    def _barge_in(self) -> None:
+        """The user speaks over the answer: stop generating, drop what is queued."""
+        if self._answer_task is not None:
+            self._answer_task.cancel()
+        self.answer_track.clear()
+        self.metrics.barge_ins.inc()
+        self.events.send("barge_in", turn=self._turns.turn)
+        self.events.send("response_done", turn=self._turns.turn, interrupted=True)
+
+    # outbound: responder chunks -> 48 kHz -> answer track -------------------------------
+
+    async def _answer(
+        self, turn: UserTurn, latency: TurnLatency, previous: asyncio.Task | None
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # barge-in off: answers play one after another
+        chunks = await self._in(self._answerer, self._responder.respond, turn)
+        to_wire_rate = Resampler(WIRE_RATE)
+        try:
+            await self.answer_track.begin(turn.turn)
+            while (chunk := await self._in(self._answerer, next, chunks, None)) is not None:
+                if latency.first_pcm is None:
+                    latency.first_pcm = time.monotonic()
+                await self.answer_track.play(to_wire_rate.pcm(chunk, MODEL_RATE))
+            await self.answer_track.play(to_wire_rate.flush())
+            await self.answer_track.end(turn.turn)
+        finally:
+            self._answerer.submit(chunks.close)
+
+    def _answer_started(self, turn: int, pts: int, at: float) -> None:
+        latency = self._latency.get(turn)
+        if latency is None:
+            return
+        latency.first_frame = at
+        self.events.send("response_started", turn=turn)
+        self._probe.when_sent(pts, lambda sent: self._first_packet_sent(latency, sent))
+
+    def _first_packet_sent(self, latency: TurnLatency, at: float) -> None:
+        latency.first_rtp = at
+        stages = latency.stages_ms()
+        self.metrics.observe_turn(stages)
+        self.events.send("latency", turn=latency.turn, stages=stages)
+        self._latency.pop(latency.turn, None)
+
+    def _answer_done(self, turn: int) -> None:
+        self.events.send("response_done", turn=turn, interrupted=False)
+        self.metrics.answer_underruns.inc(self.answer_track.underruns)
+        self.answer_track.underruns = 0
+
+    # teardown ---------------------------------------------------------------------------
+
+    def _close_soon(self, reason: str) -> None:
+        if not self._closing:
+            asyncio.get_running_loop().create_task(self.close(reason))
+
+    async def close(self, reason: str = "hang-up") -> None:
+        """End the call and free everything it holds; safe to call more than once."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.close_reason = reason
+        log.info("session %s closing: %s", self.id, reason)
+        current = asyncio.current_task()
+        tasks = [t for t in (self._listen_task, self._answer_task) if t and t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.answer_track.stop()
+        await self.pc.close()
+        self._listener.submit(self._responder.close)
+        for worker in (self._listener, self._answerer):
+            worker.shutdown(wait=False, cancel_futures=True)
+        if self._counted:
+            self.metrics.active_sessions.dec()
+        if self._on_closed is not None:
+            self._on_closed(self)
+        self.closed.set()
+
+    @staticmethod
+    async def _in(worker: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)

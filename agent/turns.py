@@ -1,0 +1,108 @@
+"""Turn taking from per-window speech probabilities: speech start and end of turn.
+
+A pure state machine (no audio, no clocks of its own) so that it can be tested exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from agent.config import TurnConfig
+from agent.vad import WINDOW, WINDOW_MS
+
+
+class TurnEventKind(Enum):
+    SPEECH_STARTED = "speech_started"
+    END_OF_TURN = "end_of_turn"
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """A change in who holds the floor.
+
+    Sample indices count 16 kHz samples from the start of the call's stream; times are the
+    monotonic clock readings the caller passed with the windows.
+    """
+
+    kind: TurnEventKind
+    turn: int
+    start_sample: int
+    """First sample of the turn's speech, padding included."""
+    end_sample: int | None = None
+    """Sample just after the last speech window (END_OF_TURN only)."""
+    speech_end_time: float | None = None
+    """When the last speech window arrived (END_OF_TURN only)."""
+
+
+class TurnDetector:
+    """Hysteresis over Silero probabilities, as Silero's own VADIterator does.
+
+    A turn starts after `min_speech_ms` of windows at or above the threshold (counted while
+    no window falls below the negative threshold) and ends after `min_silence_ms` of windows
+    below the negative threshold.
+    """
+
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+        self._min_speech = max(1, -(-config.min_speech_ms // WINDOW_MS))
+        self._min_silence = max(1, -(-config.min_silence_ms // WINDOW_MS))
+        self._pad = config.speech_pad_ms * 16
+        self._window = 0
+        self._speech_run = 0
+        self._run_start = 0
+        self._silence_run = 0
+        self._last_speech_end = 0
+        self._last_speech_time = 0.0
+        self.turn = 0
+        self.in_speech = False
+
+    def update(self, prob: float, now: float) -> TurnEvent | None:
+        """Feed the probability of the next window, which arrived at `now`."""
+        start = self._window * WINDOW
+        self._window += 1
+        cfg = self.config
+        if not self.in_speech:
+            if prob >= cfg.threshold:
+                if self._speech_run == 0:
+                    self._run_start = start
+                self._speech_run += 1
+                if self._speech_run >= self._min_speech:
+                    return self._start_turn(start, now)
+            elif prob < cfg.neg_threshold:
+                self._speech_run = 0
+            return None
+        # Between the two thresholds a window continues speech, or continues a silence
+        # that has begun (Silero's rule).
+        if prob >= cfg.threshold or (prob >= cfg.neg_threshold and self._silence_run == 0):
+            self._mark_speech(start, now)
+            self._silence_run = 0
+            return None
+        self._silence_run += 1
+        if self._silence_run >= self._min_silence:
+            return self._end_turn()
+        return None
+
+    def _mark_speech(self, start: int, now: float) -> None:
+        self._last_speech_end = start + WINDOW
+        self._last_speech_time = now
+
+    def _start_turn(self, start: int, now: float) -> TurnEvent:
+        self.in_speech = True
+        self.turn += 1
+        self._silence_run = 0
+        self._speech_run = 0
+        self._mark_speech(start, now)
+        self._turn_start = max(0, self._run_start - self._pad)
+        return TurnEvent(TurnEventKind.SPEECH_STARTED, self.turn, self._turn_start)
+
+    def _end_turn(self) -> TurnEvent:
+        self.in_speech = False
+        self._silence_run = 0
+        return TurnEvent(
+            TurnEventKind.END_OF_TURN,
+            self.turn,
+            self._turn_start,
+            end_sample=self._last_speech_end,
+            speech_end_time=self._last_speech_time,
+        )

@@ -1,0 +1,1 @@
+"""Models of the Telugu speech-to-speech agent: voice and emotion controls, codec, transformer."""

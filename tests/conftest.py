@@ -1,0 +1,52 @@
+"""Shared fixtures: a real agent server on a free loopback port, Telugu speech."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from agent.config import AgentConfig
+from agent.responders import make_responder
+from signaling.app import create_app
+from signaling.calls import CALLS
+
+
+@dataclass
+class RunningAgent:
+    url: str
+    app: web.Application
+
+    @property
+    def sessions(self) -> dict:
+        return self.app[CALLS].sessions
+
+
+async def start_agent(config: AgentConfig | None = None, max_sessions: int = 8):
+    app = create_app(make_responder("parrot"), config or AgentConfig(), max_sessions=max_sessions)
+    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return RunningAgent(f"http://127.0.0.1:{port}", app), runner
+
+
+@pytest_asyncio.fixture
+async def agent() -> AsyncIterator[RunningAgent]:
+    """A parrot agent with the default settings, served on loopback for one test."""
+    running, runner = await start_agent()
+    yield running
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave files worth looking at (screenshots, recordings)."""
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

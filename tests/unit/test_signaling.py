@@ -1,0 +1,159 @@
+"""Every bad input gets a clear 4xx JSON error and changes nothing."""
+
+import json
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection
+
+from models.controls import EMOTIONS, SPEAKERS
+from tests.conftest import start_agent
+
+
+async def make_offer(kinds=("audio",), channel=True) -> str:
+    pc = RTCPeerConnection()
+    for kind in kinds:
+        pc.addTransceiver(kind, direction="sendrecv")
+    if channel:
+        pc.createDataChannel("events")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def post_json(http, url, body, **kw):
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    async with http.post(url, data=data, headers={"Content-Type": "application/json"}, **kw) as r:
+        return r.status, await r.json(), r.headers
+
+
+async def expect_refused(agent, http, body, status, error):
+    got, payload, _ = await post_json(http, f"{agent.url}/offer", body)
+    assert (got, payload["error"]) == (status, error), payload
+    assert payload["message"]
+    assert agent.sessions == {}
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        ([1, 2], "malformed_json"),
+        ({"type": "offer"}, "missing_fields"),
+        ({"sdp": "v=0"}, "missing_fields"),
+        ({"sdp": 5, "type": "offer"}, "invalid_field"),
+        ({"sdp": "v=0\r\n", "type": "answer"}, "not_an_offer"),
+        ({"sdp": "hello", "type": "offer"}, "invalid_sdp"),
+        ({"sdp": "v=0\r\nm=audio x y z\r\n", "type": "offer"}, "invalid_sdp"),
+        ({"sdp": "v=0\r\ns=-\r\n", "type": "offer"}, "no_audio"),
+    ],
+)
+async def test_malformed_offers_are_refused(agent, http, body, error):
+    await expect_refused(agent, http, body, 400, error)
+
+
+async def test_video_only_offer_is_refused(agent, http):
+    sdp = await make_offer(kinds=("video",))
+    await expect_refused(agent, http, {"sdp": sdp, "type": "offer"}, 400, "no_audio")
+
+
+def without(sdp: str, prefix: str) -> str:
+    return "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith(prefix))
+
+
+async def test_offer_without_dtls_fingerprint_is_refused(agent, http):
+    sdp = without(await make_offer(), "a=fingerprint")
+    await expect_refused(agent, http, {"sdp": sdp, "type": "offer"}, 400, "no_fingerprint")
+
+
+async def test_offer_that_parses_but_cannot_be_answered_is_refused(agent, http):
+    sdp = without(await make_offer(), "a=ice-ufrag")
+    payload = await expect_refused(agent, http, {"sdp": sdp, "type": "offer"}, 400, "offer_refused")
+    assert "ICE" in payload["message"]
+    text = await (await http.get(f"{agent.url}/metrics")).text()
+    assert "telugu_s2s_active_sessions 0.0" in text
+
+
+async def test_unknown_speaker_and_emotion_list_the_valid_ones(agent, http):
+    sdp = await make_offer()
+    payload = await expect_refused(
+        agent, http, {"sdp": sdp, "type": "offer", "speaker": "robot"}, 400, "unknown_speaker"
+    )
+    assert payload["valid"] == list(SPEAKERS)
+    payload = await expect_refused(
+        agent, http, {"sdp": sdp, "type": "offer", "emotion": "ANGRY"}, 400, "unknown_emotion"
+    )
+    assert payload["valid"] == list(EMOTIONS)
+
+
+async def test_body_over_64_kib_is_413(agent, http):
+    body = json.dumps({"sdp": "v=0\r\n" + "a" * 70_000, "type": "offer"})
+    await expect_refused(agent, http, body, 413, "body_too_large")
+
+    async def chunks():  # no Content-Length: the limit still holds
+        for _ in range(70):
+            yield b"x" * 1024
+
+    async with http.post(f"{agent.url}/offer", data=chunks()) as r:
+        assert r.status == 413 and (await r.json())["error"] == "body_too_large"
+
+
+async def test_whip_checks_content_type_and_unknown_hang_up_is_404(agent, http):
+    sdp = await make_offer()
+    async with http.post(
+        f"{agent.url}/v1/calls", data=sdp, headers={"Content-Type": "text/plain"}
+    ) as r:
+        assert r.status == 415 and (await r.json())["error"] == "unsupported_media_type"
+    async with http.post(
+        f"{agent.url}/v1/calls?speaker=robot", data=sdp, headers={"Content-Type": "application/sdp"}
+    ) as r:
+        assert r.status == 400 and (await r.json())["valid"] == list(SPEAKERS)
+    async with http.delete(f"{agent.url}/v1/calls/nope") as r:
+        assert r.status == 404 and (await r.json())["error"] == "no_such_call"
+    async with http.get(f"{agent.url}/offer") as r:
+        assert r.status == 405 and "error" in await r.json()
+    assert agent.sessions == {}
+
+
+async def test_session_cap_answers_503_with_retry_after(http):
+    agent, runner = await start_agent(max_sessions=1)
+    try:
+        sdp = await make_offer()
+        status, first, _ = await post_json(
+            http, f"{agent.url}/offer", {"sdp": sdp, "type": "offer"}
+        )
+        assert status == 200 and first["type"] == "answer" and first["session_id"]
+        status, payload, headers = await post_json(
+            http, f"{agent.url}/offer", {"sdp": await make_offer(), "type": "offer"}
+        )
+        assert status == 503 and payload["error"] == "at_capacity"
+        assert int(headers["Retry-After"]) > 0
+        assert list(agent.sessions) == [first["session_id"]]
+    finally:
+        await runner.cleanup()
+    assert agent.sessions == {}
+
+
+async def test_health_options_ice_config_metrics_and_page(agent, http):
+    async with http.get(f"{agent.url}/healthz") as r:
+        assert r.status == 200 and (await r.json())["status"] == "ok"
+    async with http.get(f"{agent.url}/v1/options") as r:
+        options = await r.json()
+        assert list(options["speakers"]) == list(SPEAKERS) and options["emotions"] == list(EMOTIONS)
+    async with http.get(f"{agent.url}/ice-config") as r:
+        assert (await r.json()) == {"iceServers": []}
+    async with http.get(f"{agent.url}/metrics") as r:
+        text = await r.text()
+        assert r.status == 200 and "telugu_s2s_active_sessions 0.0" in text
+        assert "telugu_s2s_stage_latency_ms" in text
+    async with http.get(f"{agent.url}/") as r:
+        assert r.status == 200 and "<html" in (await r.text()).lower()

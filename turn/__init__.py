@@ -1,0 +1,1 @@
+"""TURN relay: coturn configuration, launcher and time-limited credentials."""
