@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HOST ?= 0.0.0.0
 PORT ?= 8080
-APT_PACKAGES := chromium espeak-ng sox
+APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu
 PYTEST_ARGS ?=
 
 .PHONY: serve test test-fast bench lint format clean apt-packages

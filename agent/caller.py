@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -39,6 +40,11 @@ class TurnReport:
     voice_to_voice_ms: float | None
     answer_duration_ms: float | None
     server: dict[str, float] = field(default_factory=dict)
+    path: dict[str, float] = field(default_factory=dict)
+    """Only when caller and agent share a host (and so a monotonic clock):
+    speech_end_to_vad_ms, from the last speech sample sent to the arrival of the agent's last
+    speech window (Opus, network, the receive path and the VAD's tail after real speech ends);
+    rtp_to_ear_ms, from the first answer packet sent to its first sample heard."""
 
 
 @dataclass
@@ -169,6 +175,7 @@ def match_turns(
     segments: list[tuple[int, int]],
     answers: list[tuple[float, float]],
     latency_events: list[tuple[float, dict[str, Any]]],
+    same_host: bool = False,
 ) -> list[TurnReport]:
     """Pair each user turn with the first answer that starts after it ends (and before the
     next turn ends), and with the server latency event that arrived closest to that answer."""
@@ -190,6 +197,12 @@ def match_turns(
             near = [e for t, e in latency_events if abs(t - start) < 0.5]
             if near:
                 report.server = near[0].get("stages", {})
+                if same_host and "clock" in near[0]:
+                    clock = near[0]["clock"]
+                    report.path = {
+                        "speech_end_to_vad_ms": round((clock["speech_end"] - speech_end) * 1000, 1),
+                        "rtp_to_ear_ms": round((start - clock["first_rtp"]) * 1000, 1),
+                    }
         reports.append(report)
     return reports
 
@@ -235,11 +248,17 @@ async def call(
             speech_segments(pcm48, turn_gap_ms),
             answer_onsets(recorder.frames),
             [(t, e) for t, e in events if e.get("type") == "latency"],
+            same_host=_is_loopback(url),
         ),
         events=[e for _, e in events],
         client_jitter_buffer_ms=jitter_buffer.stats.median_ms(last=10_000),
     )
     return report, recorder.audio()
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 async def _signal(

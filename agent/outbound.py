@@ -98,6 +98,11 @@ class AnswerTrack(MediaStreamTrack):
         self._turn = None
 
     @property
+    def playing_turn(self) -> int | None:
+        """The turn whose answer is on the wire now, if any."""
+        return self._turn
+
+    @property
     def speaking(self) -> bool:
         """True while an answer is queued or playing."""
         return self._turn is not None or not self._queue.empty()

@@ -44,6 +44,8 @@ from agent.vad import WINDOW, SileroVAD
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CANCEL_WAIT_S = 2.0
+"""How long close() waits for the call's cancelled tasks before going on without them."""
 
 
 class Session:
@@ -79,6 +81,8 @@ class Session:
         self._latency: dict[int, TurnLatency] = {}
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
+        self._answering_turn = 0
+        """The turn whose answer is being generated (or was last)."""
         self._closing = False
         self._counted = False
         self.closed = asyncio.Event()
@@ -138,7 +142,8 @@ class Session:
         reason = "peer stopped sending"
         try:
             while True:
-                frame = await asyncio.wait_for(track.recv(), timeout)
+                async with asyncio.timeout(timeout):
+                    frame = await track.recv()
                 timeout = self.config.peer_timeout_s
                 arrived = time.monotonic()
                 for window in windows.push(to_model_rate.frame(frame)):
@@ -189,10 +194,11 @@ class Session:
         """The user speaks over the answer: stop generating, drop what is queued."""
         if self._answer_task is not None:
             self._answer_task.cancel()
+        interrupted = self.answer_track.playing_turn or self._answering_turn
         self.answer_track.clear()
         self.metrics.barge_ins.inc()
-        self.events.send("barge_in", turn=self._turns.turn)
-        self.events.send("response_done", turn=self._turns.turn, interrupted=True)
+        self.events.send("barge_in", turn=interrupted)
+        self.events.send("response_done", turn=interrupted, interrupted=True)
 
     # outbound: responder chunks -> 48 kHz -> answer track -------------------------------
 
@@ -201,6 +207,7 @@ class Session:
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # barge-in off: answers play one after another
+        self._answering_turn = turn.turn
         chunks = await self._in(self._answerer, self._responder.respond, turn)
         to_wire_rate = Resampler(WIRE_RATE)
         try:
@@ -226,7 +233,12 @@ class Session:
         latency.first_rtp = at
         stages = latency.stages_ms()
         self.metrics.observe_turn(stages)
-        self.events.send("latency", turn=latency.turn, stages=stages)
+        self.events.send(
+            "latency",
+            turn=latency.turn,
+            stages=stages,
+            clock={"speech_end": latency.speech_end, "first_rtp": latency.first_rtp},
+        )
         self._latency.pop(latency.turn, None)
 
     def _answer_done(self, turn: int) -> None:
@@ -252,7 +264,10 @@ class Session:
         tasks = [t for t in (self._listen_task, self._answer_task) if t and t is not current]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+            for task in stuck:
+                log.warning("session %s: task %s did not stop", self.id, task.get_name())
         self.answer_track.stop()
         await self.pc.close()
         self._listener.submit(self._responder.close)

@@ -584,6 +584,10 @@
     };
     current = call;
     agentCall.sessionId = null;
+    // a new call starts with no figures from the last one
+    agentCall.events.length = 0;
+    agentCall.v2v.length = 0;
+    el.v2vLast.textContent = '–';
     el.sessionId.textContent = '–';
     resetMeasurement();
     clearLatencyTable();

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
-from agent.audio import read_audio
+from models.data.espeak import synthesize
 
 SENTENCES = {
     "greeting": "నమస్కారం, మీరు ఎలా ఉన్నారు?",
@@ -17,20 +12,6 @@ SENTENCES = {
     "cricket": "నిన్న క్రికెట్ మ్యాచ్ చూశారా? భారత్ గెలిచింది.",
     "food": "నాకు పులిహోర అంటే చాలా ఇష్టం.",
 }
-
-
-def synthesize(text: str, rate: int, voice: str = "te", speed: int = 160) -> np.ndarray:
-    """Speak `text` with espeak-ng; mono float32 at `rate`."""
-    if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng is not installed (make test installs it)")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
-            check=True,
-            capture_output=True,
-        )
-        return read_audio(wav, rate)
 
 
 def silence(seconds: float, rate: int) -> np.ndarray:

@@ -1,0 +1,176 @@
+"""Voice-to-voice latency of a running agent, over many turns of Telugu speech.
+
+One headless aiortc caller speaks N Telugu turns (synthesized with espeak-ng), leaving room
+after each for the answer, and measures for every turn the time from the last sample of its
+speech to the first sample of the answer it hears back; the agent's own stage timings come
+with each turn. Prints p50 and p95 of each figure and ends with one JSON line.
+
+    python benchmarks/latency.py --url http://127.0.0.1:8080 --turns 20
+    python benchmarks/latency.py --spawn --turns 20                 # starts its own agent
+    python benchmarks/latency.py --spawn --jitter aiortc            # aiortc's jitter buffers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+import numpy as np
+
+from agent.audio import WIRE_RATE
+from agent.caller import call
+from models.data.espeak import synthesize
+
+TURNS = (
+    "నమస్కారం, మీరు ఎలా ఉన్నారు?",
+    "ఈ రోజు వాతావరణం చాలా బాగుంది.",
+    "నిన్న క్రికెట్ మ్యాచ్ చూశారా?",
+    "నాకు పులిహోర అంటే చాలా ఇష్టం.",
+    "హైదరాబాద్ కి ఎలా వెళ్ళాలి?",
+    "ఇప్పుడు టైం ఎంత అయింది?",
+    "మా అమ్మ గారు ఊరు వెళ్ళారు.",
+    "ఆ సినిమా చాలా బాగుంది అండి.",
+)
+
+
+def conversation(turns: int, answer_room_s: float) -> np.ndarray:
+    """`turns` Telugu sentences, each followed by room for the agent's answer."""
+    voices = [("te", 160), ("te+m3", 150), ("te+f2", 170), ("te+f4", 165)]
+    parts = [np.zeros(WIRE_RATE // 2, dtype=np.float32)]
+    for i in range(turns):
+        voice, speed = voices[i % len(voices)]
+        speech = synthesize(TURNS[i % len(TURNS)], WIRE_RATE, voice=voice, speed=speed)
+        parts += [speech, np.zeros(int(len(speech) + answer_room_s * WIRE_RATE), np.float32)]
+    return np.concatenate(parts)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def summarise(turns: list[dict]) -> dict[str, dict[str, float]]:
+    """p50/p95 of voice-to-voice and of each server stage over the answered turns."""
+    series: dict[str, list[float]] = {"voice_to_voice_ms": []}
+    for turn in turns:
+        if turn["voice_to_voice_ms"] is None:
+            continue
+        series["voice_to_voice_ms"].append(turn["voice_to_voice_ms"])
+        for stage, ms in turn["server"].items():
+            series.setdefault(f"server.{stage}", []).append(ms)
+        for leg, ms in turn["path"].items():
+            series.setdefault(f"path.{leg}", []).append(ms)
+    return {
+        name: {"p50": round(percentile(v, 50), 1), "p95": round(percentile(v, 95), 1), "n": len(v)}
+        for name, v in series.items()
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_agent(port: int, server_args: list[str]) -> subprocess.Popen:
+    """Start `telugu-s2s serve` on loopback and wait until it answers /healthz."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *server_args,
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the agent did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running agent")
+    parser.add_argument("--spawn", action="store_true", help="start an agent for the run")
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument(
+        "--jitter",
+        choices=["adaptive", "aiortc"],
+        default="adaptive",
+        help="receive jitter buffer on both ends (spawned agent and caller)",
+    )
+    parser.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
+    parser.add_argument(
+        "--answer-room",
+        type=float,
+        default=1.5,
+        help="seconds of silence after each turn beyond the turn's length",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for the spawned agent (repeatable)",
+    )
+    args = parser.parse_args()
+    if not args.url and not args.spawn:
+        parser.error("give --url of a running agent, or --spawn")
+
+    audio = conversation(args.turns, args.answer_room)
+    proc = None
+    url = args.url
+    if args.spawn:
+        port = free_port()
+        proc = spawn_agent(port, ["--jitter", args.jitter, *args.server_arg])
+        url = f"http://127.0.0.1:{port}"
+    try:
+        report, _ = asyncio.run(call(url, audio, endpoint=args.endpoint, jitter=args.jitter))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+
+    turns = report.to_json()["turns"]
+    summary = summarise(turns)
+    print(f"{'figure':34} {'p50 ms':>8} {'p95 ms':>8} {'n':>4}")
+    for name, row in summary.items():
+        print(f"{name:34} {row['p50']:8.1f} {row['p95']:8.1f} {row['n']:4d}")
+    print(
+        f"answered {report.answered}/{len(turns)} turns; caller jitter buffer median "
+        f"{report.client_jitter_buffer_ms} ms"
+    )
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu {platform.platform()}",
+        "jitter": args.jitter,
+        "turns": len(turns),
+        "answered": report.answered,
+        "client_jitter_buffer_ms": report.client_jitter_buffer_ms,
+        "summary": summary,
+    }
+    print(json.dumps(result, ensure_ascii=False))
+    return 0 if report.answered else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

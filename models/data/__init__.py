@@ -1,0 +1,1 @@
+"""Telugu speech data: synthesis with espeak-ng, manifests and importers."""

@@ -1,0 +1,146 @@
+"""A real browser calls a real agent: headless Chromium opens the call page, speaks a
+synthesized Telugu clip through its fake microphone and measures voice-to-voice itself."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from agent.audio import write_audio
+from tests.speech import conversation
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+RATE = 48000
+
+# Console messages a healthy call page may log in a sandboxed headless browser.
+HARMLESS_CONSOLE = (
+    "ice-config unavailable",  # the page falls back to host candidates
+    "favicon",
+)
+
+
+def chromium_args(clip: str) -> list[str]:
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={clip}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
+async def poll(
+    check: Callable[[], Awaitable[bool]], limit_s: float, what: str, step_s: float = 0.1
+) -> float:
+    """Await `check()` until it is true; seconds it took, or fail after limit_s."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not await check():
+        if loop.time() - start > limit_s:
+            raise AssertionError(f"{what}: not within {limit_s} s")
+        await asyncio.sleep(step_s)
+    return loop.time() - start
+
+
+async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
+    agent, artifacts, tmp_path
+):
+    from playwright.async_api import async_playwright
+
+    clip = tmp_path / "telugu.wav"
+    write_audio(clip, conversation([0.5, "greeting", 3.5, "weather", 3.5], RATE), RATE)
+
+    page_errors: list[str] = []
+    console_errors: list[str] = []
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=chromium_args(str(clip))
+        )
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+            await context.grant_permissions(["microphone"], origin=agent.url)
+            page = await context.new_page()
+            page.on("pageerror", lambda err: page_errors.append(str(err)))
+            page.on(
+                "console",
+                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
+            )
+
+            await page.goto(agent.url)
+            # the options have loaded: the voice list is filled
+            await page.wait_for_function("document.querySelectorAll('#speaker option').length > 0")
+            assert await page.locator("#status").get_attribute("data-state") == "idle"
+            assert await page.locator("#hangup").is_disabled()
+
+            await page.click("#call")
+
+            # the agent answered: the page got its first response and latency report
+            await page.wait_for_function(
+                """() => {
+                    const kinds = window.agentCall.events.map((e) => e.type);
+                    return kinds.includes('response_started') && kinds.includes('latency');
+                }""",
+                timeout=30_000,
+            )
+            assert await page.locator("#status").get_attribute("data-state") == "connected"
+            assert await page.locator("#call").is_disabled()
+            assert len(agent.sessions) == 1
+            session_id = await page.evaluate("window.agentCall.sessionId")
+            assert session_id in agent.sessions
+            assert await page.locator("#session-id").inner_text() == session_id
+
+            # ...and the page measured voice-to-voice itself
+            await page.wait_for_function(
+                "window.agentCall.v2v.length > 0 && /^\\d+$/.test("
+                "document.getElementById('v2v-last').textContent.trim())",
+                timeout=15_000,
+            )
+            v2v: list[int] = await page.evaluate("window.agentCall.v2v")
+            shown = int((await page.locator("#v2v-last").inner_text()).strip())
+            assert shown == v2v[-1]
+            assert all(0 < ms < 5000 for ms in v2v), v2v
+
+            # the latency table has the turn's row with the server's stages and the page figure
+            rows = page.locator("tr.latency-row")
+            assert await rows.count() >= 1
+            latency = next(
+                e for e in await page.evaluate("window.agentCall.events") if e["type"] == "latency"
+            )
+            row = page.locator(f'tr.latency-row[data-turn="{latency["turn"]}"]')
+            for stage, value in latency["stages"].items():
+                text = (await row.locator(f'td[data-key="{stage}"]').inner_text()).strip()
+                assert re.fullmatch(r"\d+(\.\d)?", text), (stage, text)
+                assert abs(float(text) - value) <= 1, (stage, text, value)
+            measured = page.locator("tr.latency-row td.v2v")
+            assert await measured.count() >= 1
+            assert int((await measured.first.inner_text()).strip()) in v2v
+
+            print(f"page voice-to-voice ms: {v2v}; server stages ms: {latency['stages']}")
+            await page.screenshot(path=str(artifacts / "browser-call.png"), full_page=True)
+
+            async def no_sessions() -> bool:
+                return not agent.sessions
+
+            await page.click("#hangup")
+            await poll(no_sessions, 5.0, "the agent ended the session")
+            assert await page.locator("#status").get_attribute("data-state") == "closed"
+            assert await page.locator("#vad-state").inner_text() == "idle"
+            assert await page.locator("#call").is_enabled()
+        finally:
+            await browser.close()
+
+    assert not page_errors, page_errors
+    unexpected = [m for m in console_errors if not any(h in m for h in HARMLESS_CONSOLE)]
+    assert not unexpected, unexpected
