@@ -110,7 +110,7 @@ class Session:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         self.events.attach(channel)
-        channel.on("open", lambda: self._say_hello())
+        channel.on("open", self._say_hello)
         if channel.readyState == "open":
             self._say_hello()
 
@@ -196,6 +196,7 @@ class Session:
             self._answer_task.cancel()
         interrupted = self.answer_track.playing_turn or self._answering_turn
         self.answer_track.clear()
+        self._latency.pop(interrupted, None)  # an answer never heard has no latency
         self.metrics.barge_ins.inc()
         self.events.send("barge_in", turn=interrupted)
         self.events.send("response_done", turn=interrupted, interrupted=True)
