@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
     )
+    _add_models(commands.add_parser("models", help="facts about the model presets"))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -44,14 +45,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_serve(p: argparse.ArgumentParser) -> None:
     from agent.responders import RESPONDERS
+    from models.config import PRESETS
 
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
     p.add_argument(
         "--responder",
         default="parrot",
-        choices=sorted(RESPONDERS),
-        help="what answers: parrot plays each turn back",
+        choices=RESPONDERS,
+        help="parrot plays each turn back; codec does so through TeluCodec; "
+        "s2s answers with the transformer",
+    )
+    p.add_argument(
+        "--checkpoint",
+        help="model directory for codec/s2s (default: the preset's untrained weights, "
+        "for latency work only)",
+    )
+    p.add_argument(
+        "--preset", default="demo", choices=sorted(PRESETS), help="model sizes without checkpoint"
     )
     p.add_argument("--max-sessions", type=int, default=8, help="calls at once; more get 503")
     p.add_argument(
@@ -133,13 +144,35 @@ def _serve(args: argparse.Namespace) -> int:
         peer_timeout_s=args.peer_timeout,
     )
     app = create_app(
-        make_responder(args.responder),
+        make_responder(args.responder, args.checkpoint, args.preset),
         config,
         IceConfig(urls=tuple(args.ice_server)),
         max_sessions=args.max_sessions,
     )
     print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
+def _add_models(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True)
+    info = actions.add_parser("info", help="sizes, rates and parameter counts of each preset")
+    info.add_argument("--json", action="store_true", help="print one JSON document")
+    info.add_argument("--log-level", default="warning")
+    info.set_defaults(run=_models_info)
+
+
+def _models_info(args: argparse.Namespace) -> int:
+    from models.info import describe_presets
+
+    info = describe_presets()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    for name, parts in info["presets"].items():
+        print(f"{name}:")
+        for part, facts in parts.items():
+            print(f"  {part:8} " + "  ".join(f"{k}={v}" for k, v in facts.items()))
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from agent.config import AgentConfig
-from agent.responders import make_responder
+from agent.responders import Responder, make_responder
 from signaling.app import create_app
 from signaling.calls import CALLS
 
@@ -26,8 +26,12 @@ class RunningAgent:
         return self.app[CALLS].sessions
 
 
-async def start_agent(config: AgentConfig | None = None, max_sessions: int = 8):
-    app = create_app(make_responder("parrot"), config or AgentConfig(), max_sessions=max_sessions)
+async def start_agent(
+    config: AgentConfig | None = None, max_sessions: int = 8, responder: Responder | None = None
+):
+    app = create_app(
+        responder or make_responder("parrot"), config or AgentConfig(), max_sessions=max_sessions
+    )
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
 from agent.responders.parrot import ParrotResponder
 
-RESPONDERS: dict[str, Callable[[], Responder]] = {
-    "parrot": ParrotResponder,
-}
+RESPONDERS = ("parrot", "codec", "s2s")
+"""parrot: each turn played back; codec: the same through TeluCodec; s2s: the transformer."""
 
 
-def make_responder(name: str) -> Responder:
-    """Build the responder called `name`; ValueError lists the known ones."""
+def make_responder(
+    name: str, checkpoint: str | Path | None = None, preset: str = "demo"
+) -> Responder:
+    """Build the responder called `name`; the model responders load `checkpoint` (or the
+    preset's untrained weights). ValueError lists the known names."""
+    if name == "parrot":
+        return ParrotResponder()
     if name not in RESPONDERS:
         raise ValueError(f"unknown responder {name!r}; known: {', '.join(RESPONDERS)}")
-    return RESPONDERS[name]()
+    from agent.responders.codec import CodecResponder
+    from agent.responders.s2s import S2SResponder
+    from models.loading import load
+
+    models = load(checkpoint, preset)
+    return CodecResponder(models) if name == "codec" else S2SResponder(models)
 
 
 __all__ = ["CallOptions", "Responder", "ResponderSession", "UserTurn", "make_responder"]

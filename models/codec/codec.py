@@ -1,0 +1,126 @@
+"""TeluCodec: a causal, streaming neural speech codec (16 kHz mono PCM <-> residual VQ codes).
+
+A causal conv encoder turns every `hop` samples (80 at 16 kHz: one 5 ms frame, 200 frames/s)
+into a `latent_dim` vector, a residual vector quantizer turns that into `num_quantizers` codes
+(10 bits each with 1024 codes: 16 kbps with all 8 levels, 2 kbps per level), and a causal
+transposed-conv decoder turns the summed codewords back into 80 samples.
+
+Algorithmic latency: one frame, 5 ms, and no look-ahead. Every conv is causal (left padding
+only) and every transposed conv keeps only its causal part, so a frame's codes depend on its own
+80 samples and earlier ones only, and are available as soon as its 80 samples are; decoding a
+frame yields its 80 samples at once. Encoding or decoding chunk by chunk (`encode_stream`,
+`decode_stream`, any number of whole frames per chunk) gives the whole-utterance result up to
+float rounding; the explicit state objects carry each causal layer's left context or overlap
+tail from one chunk to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.codec.networks import build_decoder, build_encoder
+from models.codec.quantizer import ResidualVectorQuantizer
+from models.config import CodecConfig
+
+
+@dataclass
+class EncoderState:
+    """A streamed encoding so far: the left context of every causal conv, in layer order."""
+
+    contexts: list[Tensor]
+
+
+@dataclass
+class DecoderState:
+    """A streamed decoding so far: each layer's left context or overlap tail, in layer order."""
+
+    contexts: list[Tensor]
+
+
+class TeluCodec(nn.Module):
+    """Causal conv encoder, residual VQ with EMA codebooks, causal transposed-conv decoder."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.hop = config.hop
+        self.encoder = build_encoder(config)
+        self.quantizer = ResidualVectorQuantizer(config)
+        self.decoder = build_decoder(config)
+
+    def _check_wav(self, wav: Tensor) -> None:
+        if wav.dim() != 2 or wav.shape[1] == 0 or wav.shape[1] % self.hop:
+            raise ValueError(
+                f"expected (batch, samples) with samples a positive multiple of {self.hop}, "
+                f"got {tuple(wav.shape)}"
+            )
+
+    def _check_codes(self, codes: Tensor) -> None:
+        if codes.dim() != 3 or codes.shape[2] == 0 or codes.dtype.is_floating_point:
+            raise ValueError(f"expected integer codes (batch, levels, frames), got {codes.shape}")
+        self.quantizer.check_levels(codes.shape[1])
+
+    def _levels(self, levels: int | None) -> int:
+        return self.config.num_quantizers if levels is None else levels
+
+    def forward(
+        self, wav: Tensor, levels: int | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Training pass: (reconstruction (batch, samples), codes, losses).
+
+        `levels` None uses all quantizers in eval mode and a uniformly random 1..num_quantizers
+        in training mode (quantizer dropout, so the first few levels alone decode). The losses
+        ("commitment", "orthogonal") are already weighted: add them to the reconstruction loss.
+        In training mode the used codebooks get their EMA update and dead-code replacement.
+        """
+        self._check_wav(wav)
+        if levels is None and self.training:
+            levels = int(torch.randint(1, self.config.num_quantizers + 1, ()))
+        latent = self.encoder(wav[:, None])
+        quantized, codes, losses = self.quantizer(latent, self._levels(levels))
+        return self.decoder(quantized)[:, 0], codes, losses
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, levels: int | None = None) -> Tensor:
+        """Codes (batch, levels, samples // hop) of (batch, samples) PCM in [-1, 1]."""
+        self._check_wav(wav)
+        return self.quantizer.encode(self.encoder(wav[:, None]), self._levels(levels))
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """PCM (batch, frames * hop) of codes (batch, q, frames) from the first q levels."""
+        self._check_codes(codes)
+        return self.decoder(self.quantizer.decode(codes))[:, 0]
+
+    @torch.no_grad()
+    def encode_stream(
+        self, chunk: Tensor, state: EncoderState | None = None, levels: int | None = None
+    ) -> tuple[Tensor, EncoderState]:
+        """Codes (batch, levels, n) of the next (batch, n * hop) chunk, and the new state.
+
+        Start with `state` None; pass the returned state with the next chunk.
+        """
+        self._check_wav(chunk)
+        x = chunk[:, None]
+        if state is None:
+            state = EncoderState(self.encoder.initial_states(x.shape[0], x))
+        latent, contexts = self.encoder.stream(x, state.contexts)
+        return self.quantizer.encode(latent, self._levels(levels)), EncoderState(contexts)
+
+    @torch.no_grad()
+    def decode_stream(
+        self, codes: Tensor, state: DecoderState | None = None
+    ) -> tuple[Tensor, DecoderState]:
+        """PCM (batch, f * hop) of the next codes (batch, q, f), and the new state.
+
+        Start with `state` None; pass the returned state with the next codes. The number of
+        levels q may change from one call to the next.
+        """
+        self._check_codes(codes)
+        latent = self.quantizer.decode(codes)
+        if state is None:
+            state = DecoderState(self.decoder.initial_states(latent.shape[0], latent))
+        wav, contexts = self.decoder.stream(latent, state.contexts)
+        return wav[:, 0], DecoderState(contexts)

@@ -1,0 +1,56 @@
+"""Building the models of a preset, with trained weights from a checkpoint when given."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.checkpoints import load_config, load_state
+from models.codec import TeluCodec
+from models.config import S2SConfig, preset
+from models.s2s.decoder import StreamingDecoder
+from models.s2s.encoder import StreamingEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    """The three networks of one configuration, in eval mode."""
+
+    config: S2SConfig
+    codec: TeluCodec
+    encoder: StreamingEncoder
+    decoder: StreamingDecoder
+    trained: bool
+
+
+def build(config: S2SConfig, device: str | torch.device = "cpu", seed: int = 0) -> Models:
+    """Randomly initialised models (deterministic for `seed`), for latency work and training."""
+    torch.manual_seed(seed)
+    return Models(
+        config=config,
+        codec=TeluCodec(config.codec).to(device).eval(),
+        encoder=StreamingEncoder(config).to(device).eval(),
+        decoder=StreamingDecoder(config).to(device).eval(),
+        trained=False,
+    )
+
+
+def load(
+    checkpoint: str | Path | None, preset_name: str = "demo", device: str | torch.device = "cpu"
+) -> Models:
+    """The models of a checkpoint directory, or of a preset with random weights when
+    `checkpoint` is None (the answers are noise then: only the latency path is real)."""
+    if checkpoint is None:
+        log.warning("no checkpoint: %s preset with untrained weights", preset_name)
+        return build(preset(preset_name), device)
+    config = load_config(checkpoint)
+    models = build(config, device)
+    for name in ("codec", "encoder", "decoder"):
+        load_state(checkpoint, name, getattr(models, name))
+    models.trained = True
+    return models

@@ -1,0 +1,1 @@
+"""Layers shared by the models: rotary positions, attention kernels."""

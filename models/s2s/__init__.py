@@ -1,0 +1,1 @@
+"""The streaming speech-to-speech transformer: Conformer encoder, GPT decoder, generation."""

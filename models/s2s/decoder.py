@@ -1,0 +1,455 @@
+"""GPT-style streaming decoder: codec codes of the answer, one step of G frames at a time.
+
+Each decoder position carries the codes of one step (`frames_per_step` = G codec frames x Q
+codebooks) under a codebook delay pattern (`models.s2s.delay`): codebook q of step t is
+predicted at position t + q, so one position emits codebook 0 of the newest step, codebook 1
+of the step before, ... and a step is complete Q - 1 positions after it starts. The input at a
+position is the sum of one embedding per (frame, codebook) of the previous position's tokens,
+plus the speaker/emotion conditioning vector; parallel output heads (one linear per
+(frame, codebook), fused into one matrix) give logits over codes + PAD + EOS.
+
+Why cross-attention to the encoder output rather than a prefix of memory tokens: the
+self-attention cache then holds the answer only (short, cheap steps whose cost does not grow
+with the user's turn), and the memory's keys/values are projected once, incrementally, while
+the user is still speaking (`append_memory`), so the first step after the turn ends only
+runs the decoder itself. A prefix would put the whole turn into the self-attention cache and
+need a prefill pass over it after the turn ends, on the latency-critical path.
+
+Generation ends when codebook 0 (frame 0) of a step is EOS, or after `max_steps` steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from models.config import S2SConfig
+from models.modules.attention import RotaryEmbedding, attend
+from models.s2s.conditioning import Conditioning
+from models.s2s.delay import (
+    Vocabulary,
+    append_eos,
+    apply_delay,
+    shift_right,
+    to_steps,
+    undo_delay,
+)
+from models.s2s.kv_cache import DecoderCache, MemoryCache
+
+MemoryKV = tuple[Tensor, Tensor, Tensor | None]
+"""A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: causal self-attention (RoPE, KV cache), cross-attention to the encoder
+    memory, MLP."""
+
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: int, memory_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout_p = dropout
+        self.self_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.self_out = nn.Linear(dim, dim, bias=False)
+        self.cross_norm = nn.LayerNorm(dim)
+        self.cross_q = nn.Linear(dim, dim, bias=False)
+        self.cross_kv = nn.Linear(memory_dim, 2 * dim, bias=False)
+        self.cross_out = nn.Linear(dim, dim, bias=False)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder output (batch, S, memory_dim) -> keys, values (batch, heads, S, head_dim)."""
+        batch, length, _ = memory.shape
+        kv = self.cross_kv(memory).view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return kv[0], kv[1]
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: RotaryEmbedding,
+        positions: Tensor,
+        memory: MemoryKV,
+        cache: DecoderCache | None = None,
+        index: int = 0,
+        self_mask: Tensor | None = None,
+    ) -> Tensor:
+        """x: (batch, time, dim) at `positions` (time,). Without a cache: causal attention
+        within x; with one: x is one position, written to layer `index` of the cache."""
+        batch, time, dim = x.shape
+        dropout_p = self.dropout_p if self.training else 0.0
+        qkv = self.qkv(self.self_norm(x)).view(batch, time, 3, self.heads, -1)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
+        qk = rope(qkv[:2], positions)
+        q, k, v = qk[0], qk[1], qkv[2]
+        if cache is None:
+            a = attend(q, k, v, causal=True, dropout_p=dropout_p)
+        else:
+            k, v = cache.write(index, k, v)
+            a = attend(q, k, v, mask=self_mask)
+        x = x + self.dropout(self.self_out(a.transpose(1, 2).reshape(batch, time, dim)))
+
+        keys, values, mask = memory
+        q = self.cross_q(self.cross_norm(x)).view(batch, time, self.heads, -1).transpose(1, 2)
+        a = attend(q, keys, values, mask=mask, dropout_p=dropout_p)
+        x = x + self.dropout(self.cross_out(a.transpose(1, 2).reshape(batch, time, dim)))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class StreamingDecoder(nn.Module):
+    """Answer codes from encoder memory + speaker/emotion, one step (G frames) per position."""
+
+    def __init__(self, config: S2SConfig) -> None:
+        super().__init__()
+        dec = config.decoder
+        if dec.dim % dec.heads:
+            raise ValueError(f"decoder dim {dec.dim} is not divisible by {dec.heads} heads")
+        self.config = config
+        self.vocab = Vocabulary(config.codec.codebook_size)
+        self.quantizers = config.codec.num_quantizers
+        self.frames_per_step = config.frames_per_step
+        self.num_heads = dec.heads
+        self.head_dim = dec.dim // dec.heads
+        tables = self.quantizers * self.frames_per_step
+        self.embeddings = nn.Embedding(tables * self.vocab.size, dec.dim)
+        offsets = torch.arange(tables).view(self.quantizers, self.frames_per_step)
+        self.register_buffer("offsets", offsets * self.vocab.size, persistent=False)
+        self.conditioning = Conditioning(config, dec.dim)
+        self.rope = RotaryEmbedding(self.head_dim)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dec.dim, dec.heads, dec.mlp_ratio, config.encoder.dim, dec.dropout)
+            for _ in range(dec.layers)
+        )
+        self.norm = nn.LayerNorm(dec.dim)
+        self.output = nn.Linear(dec.dim, tables * self.vocab.size)
+        self.apply(_init_weights)
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Delayed tokens (batch, Q, P, G) -> (batch, P, dim): sum of the (codebook, frame)
+        embeddings."""
+        return self.embeddings(tokens + self.offsets[:, None, :]).sum(dim=(1, 3))
+
+    def _project(self, x: Tensor) -> Tensor:
+        """(batch, P, dim) -> logits (batch, Q, P, G, vocab)."""
+        batch, positions, _ = x.shape
+        logits = self.output(self.norm(x))
+        logits = logits.view(batch, positions, self.quantizers, self.frames_per_step, -1)
+        return logits.transpose(1, 2)
+
+    def logits(
+        self,
+        inputs: Tensor,
+        memory: Tensor,
+        condition: Tensor,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Uncached pass over delayed input tokens (batch, Q, P, G) -> logits
+        (batch, Q, P, G, vocab) at the same positions.
+
+        memory: (batch, S, encoder dim); condition: (batch, dim); memory_mask: (batch, S) bool,
+        True for real memory steps."""
+        x = self.embed(inputs) + condition[:, None]
+        positions = torch.arange(x.shape[1], device=x.device)
+        mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        for layer in self.layers:
+            keys, values = layer.project_memory(memory)
+            x = layer(x, self.rope, positions, (keys, values, mask))
+        return self._project(x)
+
+    def inputs(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Answer codes (batch, Q, F) -> decoder inputs (batch, Q, T + Q, G): EOS appended,
+        delay pattern applied, shifted right behind a PAD (BOS) position."""
+        steps = append_eos(to_steps(codes, self.frames_per_step), self.vocab, lengths)
+        return shift_right(apply_delay(steps, self.vocab.pad), self.vocab.pad)
+
+    def targets(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Answer codes (batch, Q, F) -> targets (batch, Q, F + G): EOS step appended (at
+        `lengths[b]` steps when given, PAD = ignored after it)."""
+        steps = append_eos(to_steps(codes, self.frames_per_step), self.vocab, lengths)
+        return steps.flatten(2)
+
+    # -- training ------------------------------------------------------------------------
+
+    def forward(
+        self,
+        codes: Tensor,
+        memory: Tensor,
+        speaker: Tensor,
+        emotion: Tensor,
+        memory_mask: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher-forced logits (batch, Q, F + G, vocab) for answer codes (batch, Q, F).
+
+        Frame f of the logits predicts frame f of `targets(codes, lengths)`: the F answer
+        frames, then one step of G frames whose target is EOS. lengths: (batch,) answer
+        lengths in steps, for batches of answers padded to F frames."""
+        if codes.shape[1] != self.quantizers:
+            raise ValueError(f"expected {self.quantizers} codebooks, got {codes.shape[1]}")
+        logits = self.logits(
+            self.inputs(codes, lengths),
+            memory,
+            self.conditioning(speaker, emotion),
+            memory_mask,
+        )
+        return undo_delay(logits).flatten(2, 3)
+
+    def loss(
+        self, logits: Tensor, codes: Tensor, lengths: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy of `forward`'s logits against the codes + EOS (PAD ignored): the mean
+        over codebooks, and each codebook's loss (detached) as `codebook_{q}`."""
+        targets = self.targets(codes, lengths)
+        per_codebook = [
+            nn.functional.cross_entropy(
+                logits[:, q].flatten(0, 1), targets[:, q].flatten(), ignore_index=self.vocab.pad
+            )
+            for q in range(self.quantizers)
+        ]
+        total = torch.stack(per_codebook).mean()
+        return total, {f"codebook_{q}": ce.detach() for q, ce in enumerate(per_codebook)}
+
+    # -- streaming inference ---------------------------------------------------------------
+
+    def new_memory(
+        self,
+        batch: int,
+        capacity: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> MemoryCache:
+        """An empty memory cache for `capacity` encoder steps (default: decoder max_steps)."""
+        param = self.output.weight
+        return MemoryCache.empty(
+            len(self.layers),
+            batch,
+            self.num_heads,
+            self.head_dim,
+            self.config.decoder.max_steps if capacity is None else capacity,
+            device=param.device if device is None else device,
+            dtype=param.dtype,
+        )
+
+    def append_memory(self, cache: MemoryCache, memory: Tensor, mask: Tensor | None = None) -> None:
+        """Project new encoder output (batch, n, encoder dim) into the cache of every layer;
+        mask: optional (batch, n) bool, True for real steps."""
+        projected = [layer.project_memory(memory) for layer in self.layers]
+        keys = torch.stack([k for k, _ in projected])
+        values = torch.stack([v for _, v in projected])
+        cache.append(keys, values, mask)
+
+    def project_memory(
+        self, memory: Tensor, mask: Tensor | None = None, capacity: int | None = None
+    ) -> MemoryCache:
+        """A memory cache holding the whole encoder output (batch, S, encoder dim)."""
+        cache = self.new_memory(memory.shape[0], capacity or memory.shape[1], memory.device)
+        self.append_memory(cache, memory, mask)
+        return cache
+
+    def new_cache(
+        self,
+        memory: MemoryCache,
+        speaker: Tensor,
+        emotion: Tensor,
+        capacity: int | None = None,
+        static: bool = False,
+    ) -> DecoderCache:
+        """An empty answer cache for `capacity` positions (default: the positions of a
+        max_steps answer, max_steps + Q - 1). `static` keeps step shapes fixed (CUDA graphs)."""
+        positions = self.config.decoder.max_steps + self.quantizers - 1
+        return DecoderCache.empty(
+            memory,
+            self.conditioning(speaker, emotion),
+            self.num_heads,
+            positions if capacity is None else capacity,
+            static=static,
+        )
+
+    def step(self, cache: DecoderCache, tokens: Tensor) -> Tensor:
+        """Run one position: tokens (batch, Q, G) of the previous position (all PAD at
+        position 0) -> logits (batch, Q, G, vocab); advances the cache."""
+        cache.check_room()
+        x = self.embed(tokens[:, :, None]) + cache.condition[:, None]
+        self_mask = cache.self_mask()
+        for index, layer in enumerate(self.layers):
+            memory = cache.memory.layer(index, cache.static)
+            x = layer(x, self.rope, cache.position, memory, cache, index, self_mask)
+        cache.advance()
+        return self._project(x)[:, :, 0]
+
+    def generate_stream(
+        self,
+        memory: Tensor | MemoryCache,
+        speaker: Tensor,
+        emotion: Tensor,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        max_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        memory_mask: Tensor | None = None,
+        use_cuda_graph: bool = False,
+    ) -> Iterator[Tensor]:
+        """Yield the codes (batch, Q, G) of each answer step as soon as all its codebooks exist
+        (the first after Q positions), until every sample's EOS or `max_steps` steps.
+
+        memory: encoder output (batch, S, encoder dim), or a `MemoryCache` already filled with
+        `append_memory` during the user's turn (it may keep growing while this runs).
+        temperature 0 is greedy; top_k keeps the k likeliest tokens. A sample that ended
+        before the others yields its EOS step, then PAD steps (tokens >= codebook_size).
+        use_cuda_graph replays the step as a captured CUDA graph (CUDA only)."""
+        max_steps = self.config.decoder.max_steps if max_steps is None else max_steps
+        if temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if top_k is not None and not 1 <= top_k <= self.vocab.size:
+            raise ValueError(f"top_k must be in [1, {self.vocab.size}]")
+        if max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        if isinstance(memory, MemoryCache):
+            if memory_mask is not None:
+                raise ValueError("pass the mask of a MemoryCache to append_memory")
+            if memory.length == 0:
+                raise ValueError("the decoder needs at least one memory step")
+            device = memory.keys.device
+        else:
+            device = memory.device
+        if use_cuda_graph and torch.device(device).type != "cuda":
+            raise ValueError("CUDA graphs need the decoder and memory on a CUDA device")
+        return self._generate(
+            memory,
+            speaker,
+            emotion,
+            temperature,
+            top_k,
+            max_steps,
+            generator,
+            memory_mask,
+            use_cuda_graph,
+        )
+
+    @torch.inference_mode()
+    def _generate(
+        self,
+        memory: Tensor | MemoryCache,
+        speaker: Tensor,
+        emotion: Tensor,
+        temperature: float,
+        top_k: int | None,
+        max_steps: int,
+        generator: torch.Generator | None,
+        memory_mask: Tensor | None,
+        use_cuda_graph: bool,
+    ) -> Iterator[Tensor]:
+        if isinstance(memory, Tensor):
+            memory = self.project_memory(memory, memory_mask)
+        quantizers, pad, eos = self.quantizers, self.vocab.pad, self.vocab.eos
+        positions = max_steps + quantizers - 1
+        cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
+        step: Callable[[Tensor], Tensor] = (
+            CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step, cache)
+        )
+        device, batch = cache.position.device, memory.batch
+        allowed = torch.ones(quantizers, self.frames_per_step, self.vocab.size, dtype=torch.bool)
+        allowed[..., pad] = allowed[..., eos] = False
+        allowed[0, 0, eos] = True  # only codebook 0, frame 0 may end the answer
+        allowed = allowed.to(device)
+        never = torch.iinfo(torch.long).max
+        end = torch.full((batch,), never, dtype=torch.long, device=device)
+        last_end: int | None = None  # set once every sample has ended
+        lag = torch.arange(quantizers, device=device)
+        shape = (batch, quantizers, positions, self.frames_per_step)
+        grid = torch.full(shape, pad, dtype=torch.long, device=device)
+        tokens = grid[:, :, 0].clone()  # position 0 sees PAD (BOS) everywhere
+        for position in range(positions):
+            done = position - quantizers + 1  # the step this position completes
+            if last_end is not None and done >= last_end:
+                return
+            logits = step(tokens).masked_fill(~allowed, float("-inf"))
+            sampled = sample(logits, temperature, top_k, generator)
+            # Slots of the delay pattern that are not free: before a codebook's first step,
+            # EOS at the ending step, PAD after it (exactly as in `inputs` for training).
+            step_of = (position - lag)[None, :, None]
+            ends = end[:, None, None]
+            tokens = torch.where(step_of == ends, eos, sampled)
+            tokens = tokens.masked_fill((step_of < 0) | (step_of > ends), pad)
+            ended = (end == never) & (tokens[:, 0, 0] == eos)
+            if bool(ended.any()):
+                end = torch.where(ended, position, end)
+                tokens[:, 0] = torch.where(ended[:, None], eos, tokens[:, 0])
+                if bool((end != never).all()):
+                    last_end = int(end.max())
+            grid[:, :, position] = tokens
+            if done >= 0 and (last_end is None or done < last_end):
+                yield grid[:, lag, done + lag]
+
+
+class CudaGraphStep:
+    """`StreamingDecoder.step` on a static cache, captured once as a CUDA graph and replayed
+    for every position (no per-kernel launch overhead)."""
+
+    def __init__(self, decoder: StreamingDecoder, cache: DecoderCache, warmup: int = 3) -> None:
+        if not cache.keys.is_cuda or not cache.static:
+            raise ValueError("CUDA graphs need a static cache on a CUDA device")
+        if cache.capacity < warmup:
+            raise ValueError(f"the cache needs at least {warmup} positions to warm up")
+        self.cache = cache
+        self.tokens = torch.full(
+            (cache.memory.batch, decoder.quantizers, decoder.frames_per_step),
+            decoder.vocab.pad,
+            dtype=torch.long,
+            device=cache.keys.device,
+        )
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                decoder.step(cache, self.tokens)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = decoder.step(cache, self.tokens)
+        cache.reset()
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        """Same as `decoder.step(cache, tokens)`; the returned logits are overwritten by the
+        next call."""
+        self.cache.check_room()
+        self.tokens.copy_(tokens)
+        self.graph.replay()
+        self.cache.length += 1
+        return self.logits
+
+
+def sample(
+    logits: Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Tokens from logits (..., vocab): argmax at temperature 0, else a draw from the
+    temperature-scaled softmax restricted to the top_k tokens."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if top_k is None:
+        candidates, indices = logits, None
+    else:
+        candidates, indices = logits.topk(top_k, dim=-1)
+    probs = (candidates / temperature).softmax(dim=-1)
+    choice = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    choice = choice.view(*probs.shape[:-1], 1)
+    return (choice if indices is None else indices.gather(-1, choice)).squeeze(-1)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,42 @@
+"""Optional speed-ups for inference, each opt-in and tested for equivalence with a tolerance.
+
+- `quantize_int8`: dynamic int8 quantization of Linear layers (CPU). Deprecated in torch in
+  favour of torchao and, on the CPU measured here, slower than float32 (docs/benchmarks.md):
+  kept as an option, not a default.
+- `compile_module`: `torch.compile`.
+- `to_dtype`: bf16/fp16 weights for GPU inference.
+Attention always runs through `scaled_dot_product_attention` (FlashAttention kernels on
+Hopper GPUs; the flash-attn package when installed, see models.modules.attention), and the
+decoder step can be captured as a CUDA graph (models.s2s.decoder).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+TOLERANCE = {"int8": 5e-2, "compile": 1e-4, "bf16": 5e-2, "fp16": 1e-2}
+"""Max abs difference from the float32 eager output that each option is tested against
+(relative to outputs of unit scale)."""
+
+
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """A copy of `module` with its Linear layers dynamically quantized to int8 (CPU only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+
+
+def compile_module(module: nn.Module, mode: str | None = None) -> nn.Module:
+    """`torch.compile(module)`; mode e.g. "reduce-overhead" on GPU (uses CUDA graphs)."""
+    return torch.compile(module, mode=mode)
+
+
+def to_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast weights for reduced-precision GPU inference (bf16 or fp16)."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"reduced precision means bfloat16 or float16, not {dtype}")
+    return module.to(dtype)

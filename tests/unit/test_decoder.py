@@ -1,0 +1,258 @@
+"""StreamingDecoder: delay pattern, cached vs uncached decoding, memory streaming, generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.config import DEMO
+from models.s2s.decoder import StreamingDecoder
+from models.s2s.delay import Vocabulary, append_eos, apply_delay, undo_delay
+
+Q = DEMO.codec.num_quantizers
+G = DEMO.frames_per_step
+CODES = DEMO.codec.codebook_size
+VOCAB = Vocabulary(CODES)
+MEMORY_DIM = DEMO.encoder.dim
+
+
+@pytest.fixture(scope="module")
+def decoder() -> StreamingDecoder:
+    torch.manual_seed(0)
+    return StreamingDecoder(DEMO).eval()
+
+
+@pytest.fixture(scope="module")
+def no_eos_decoder() -> StreamingDecoder:
+    """A decoder that never picks EOS, so generation runs to max_steps."""
+    torch.manual_seed(0)
+    model = StreamingDecoder(DEMO).eval()
+    with torch.no_grad():
+        model.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
+    return model
+
+
+def inputs(batch: int = 2, steps: int = 5, memory: int = 9, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, CODES, (batch, Q, steps * G), generator=gen)
+    encoded = torch.randn(batch, memory, MEMORY_DIM, generator=gen)
+    speaker = torch.arange(batch) % len(DEMO.speakers)
+    emotion = torch.arange(batch) % len(DEMO.emotions)
+    return codes, encoded, speaker, emotion
+
+
+def test_shapes(decoder: StreamingDecoder) -> None:
+    codes, memory, speaker, emotion = inputs(batch=2, steps=5)
+    with torch.no_grad():
+        logits = decoder(codes, memory, speaker, emotion)
+        assert logits.shape == (2, Q, 6 * G, VOCAB.size)  # 5 steps + the EOS step
+        cache = decoder.new_cache(decoder.project_memory(memory), speaker, emotion)
+        step_logits = decoder.step(cache, torch.full((2, Q, G), VOCAB.pad))
+    assert step_logits.shape == (2, Q, G, VOCAB.size)
+    assert cache.length == 1 and int(cache.position) == 1
+    steps = list(decoder.generate_stream(memory, speaker, emotion, max_steps=3))
+    assert len(steps) == 3
+    assert all(s.shape == (2, Q, G) and s.dtype == torch.long for s in steps)
+    with pytest.raises(ValueError, match="multiple"):
+        decoder(codes[..., :-1], memory, speaker, emotion)
+
+
+def test_delay_pattern_places_codebooks_and_round_trips() -> None:
+    steps = torch.randint(0, CODES, (2, Q, 6, G))
+    delayed = apply_delay(steps, VOCAB.pad)
+    assert delayed.shape == (2, Q, 6 + Q - 1, G)
+    for q in range(Q):
+        assert torch.equal(delayed[:, q, q : q + 6], steps[:, q])
+        assert (delayed[:, q, :q] == VOCAB.pad).all()
+        assert (delayed[:, q, q + 6 :] == VOCAB.pad).all()
+    assert torch.equal(undo_delay(delayed), steps)
+    logits = torch.randn(2, Q, 6 + Q - 1, G, 3)  # trailing dims ride along
+    assert torch.equal(apply_delay(undo_delay(logits), 0.0)[:, 2, 2:-5], logits[:, 2, 2:-5])
+
+
+def test_eos_step_and_lengths() -> None:
+    steps = torch.randint(0, CODES, (2, Q, 4, G))
+    out = append_eos(steps, VOCAB, torch.tensor([4, 2]))
+    assert out.shape == (2, Q, 5, G)
+    assert torch.equal(out[0, :, :4], steps[0]) and (out[0, :, 4] == VOCAB.eos).all()
+    assert torch.equal(out[1, :, :2], steps[1, :, :2]) and (out[1, :, 2] == VOCAB.eos).all()
+    assert (out[1, :, 3:] == VOCAB.pad).all()
+
+
+def test_teacher_forced_logits_equal_cached_steps(decoder: StreamingDecoder) -> None:
+    codes, memory, speaker, emotion = inputs(batch=2, steps=6)
+    mask = torch.ones(2, memory.shape[1], dtype=torch.bool)
+    mask[1, -3:] = False  # the second sample's memory is padded
+    with torch.no_grad():
+        forced = decoder(codes, memory, speaker, emotion, memory_mask=mask)
+        delayed = decoder.inputs(codes)
+        for static in (False, True):
+            cache = decoder.new_cache(
+                decoder.project_memory(memory, mask), speaker, emotion, static=static
+            )
+            stepped = torch.stack(
+                [decoder.step(cache, delayed[:, :, p]) for p in range(delayed.shape[2])], dim=2
+            )
+            cached = undo_delay(stepped).flatten(2, 3)
+            assert cached.shape == forced.shape
+            torch.testing.assert_close(cached, forced, atol=1e-4, rtol=1e-4)
+        unmasked = decoder(codes, memory, speaker, emotion)
+    assert not torch.allclose(unmasked[1], forced[1], atol=1e-3)  # the mask matters
+
+
+def test_incremental_memory_equals_whole(decoder: StreamingDecoder) -> None:
+    _, memory, speaker, emotion = inputs(batch=2, memory=20)
+    mask = torch.rand(2, 20, generator=torch.Generator().manual_seed(3)) > 0.3
+    mask[:, 0] = True
+    with torch.no_grad():
+        whole = decoder.project_memory(memory, mask)
+        streamed = decoder.new_memory(2, capacity=32)
+        for start, end in ((0, 7), (7, 8), (8, 20)):
+            decoder.append_memory(streamed, memory[:, start:end], mask[:, start:end])
+        assert streamed.length == whole.length == 20
+        torch.testing.assert_close(streamed.keys[:, :, :, :20], whole.keys)
+        torch.testing.assert_close(streamed.values[:, :, :, :20], whole.values)
+        assert torch.equal(streamed.valid[:, :20], whole.valid)
+        tokens = torch.randint(0, CODES, (2, Q, G))
+        a = decoder.step(decoder.new_cache(whole, speaker, emotion), tokens)
+        b = decoder.step(decoder.new_cache(streamed, speaker, emotion), tokens)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="capacity"):
+            decoder.append_memory(streamed, memory[:, :13])
+
+
+def test_cached_greedy_generation_equals_uncached_recomputation(
+    no_eos_decoder: StreamingDecoder,
+) -> None:
+    decoder, n_steps = no_eos_decoder, 20
+    _, memory, speaker, emotion = inputs(batch=1, memory=15)
+    generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps))
+    assert len(generated) == n_steps
+
+    positions = n_steps + Q - 1
+    delayed = torch.full((1, Q, positions, G), VOCAB.pad)
+    with torch.no_grad():
+        condition = decoder.conditioning(speaker, emotion)
+        for p in range(positions):
+            model_inputs = torch.cat([torch.full((1, Q, 1, G), VOCAB.pad), delayed[:, :, :p]], 2)
+            logits = decoder.logits(model_inputs, memory, condition)[:, :, p]
+            tokens = logits[..., :CODES].argmax(-1)
+            tokens[:, p + 1 :] = VOCAB.pad  # codebooks that have not started yet
+            delayed[:, :, p] = tokens
+    expected = undo_delay(delayed)
+    assert torch.equal(torch.stack(generated, dim=2), expected)
+
+
+def test_eos_ends_generation_and_feeds_back_like_training(
+    decoder: StreamingDecoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, memory, speaker, emotion = inputs(batch=1)
+    eos_at, seen = 5, []
+    step = decoder.step
+
+    def step_with_eos(cache, tokens):
+        seen.append(tokens.clone())
+        logits = step(cache, tokens)
+        logits[..., VOCAB.pad :] = 1e4  # specials where they are not allowed: never picked
+        logits[:, 0, 0, VOCAB.eos] = 1e4 if cache.length - 1 == eos_at else -1e4
+        return logits
+
+    monkeypatch.setattr(decoder, "step", step_with_eos)
+    generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=50))
+    assert len(generated) == eos_at
+    assert all(bool((s < CODES).all()) for s in generated)
+    assert len(seen) == eos_at + Q - 1  # no decoder step after the last code is out
+    codes = torch.stack(generated, dim=2).flatten(2)
+    expected_inputs = decoder.inputs(codes)[:, :, : len(seen)]
+    assert torch.equal(torch.stack(seen, dim=2), expected_inputs)
+
+
+def test_batched_generation_runs_until_every_sample_ends(
+    decoder: StreamingDecoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, memory, speaker, emotion = inputs(batch=2)
+    eos_at = torch.tensor([3, 5])
+    step = decoder.step
+
+    def step_with_eos(cache, tokens):
+        logits = step(cache, tokens)
+        logits[..., VOCAB.eos] = -1e4
+        logits[eos_at == cache.length - 1, 0, 0, VOCAB.eos] = 1e4
+        return logits
+
+    monkeypatch.setattr(decoder, "step", step_with_eos)
+    generated = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, 0.0)), dim=2)
+    assert generated.shape == (2, Q, 5, G)
+    assert (generated[0, :, :3] < CODES).all() and (generated[1] < CODES).all()
+    assert (generated[0, :, 3] == VOCAB.eos).all() and (generated[0, :, 4] == VOCAB.pad).all()
+
+
+def test_top_k_one_equals_greedy(decoder: StreamingDecoder) -> None:
+    _, memory, speaker, emotion = inputs(batch=2)
+    greedy = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=6))
+    top1 = list(decoder.generate_stream(memory, speaker, emotion, 1.0, top_k=1, max_steps=6))
+    assert len(greedy) == 6 and torch.equal(torch.stack(greedy), torch.stack(top1))
+
+
+def test_seeded_sampling_is_reproducible(decoder: StreamingDecoder) -> None:
+    _, memory, speaker, emotion = inputs(batch=1)
+
+    def run(seed: int, top_k: int | None = None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        steps = decoder.generate_stream(
+            memory, speaker, emotion, 1.0, top_k=top_k, max_steps=6, generator=gen
+        )
+        return torch.stack(list(steps))
+
+    first, again, other = run(7), run(7), run(8)
+    greedy = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=6)))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not torch.equal(first, greedy)
+    assert torch.equal(run(7, top_k=20), run(7, top_k=20))
+
+
+def test_loss_is_finite_backpropagates_and_includes_eos() -> None:
+    torch.manual_seed(0)
+    decoder = StreamingDecoder(DEMO).train()
+    codes, memory, speaker, emotion = inputs(batch=2, steps=4)
+    lengths = torch.tensor([4, 3])
+    logits = decoder(codes, memory, speaker, emotion, lengths=lengths)
+    loss, per_codebook = decoder.loss(logits, codes, lengths)
+    assert torch.isfinite(loss)
+    assert sorted(per_codebook) == [f"codebook_{q}" for q in range(Q)]
+    torch.testing.assert_close(loss.detach(), torch.stack(list(per_codebook.values())).mean())
+    loss.backward()
+    for name in ("embeddings.weight", "output.weight", "layers.0.cross_kv.weight"):
+        grad = decoder.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+    targets = decoder.targets(codes, lengths)  # perfect logits: near-zero loss...
+    perfect = torch.full((*targets.shape, VOCAB.size), -30.0).scatter(-1, targets[..., None], 30.0)
+    assert decoder.loss(perfect, codes, lengths)[0] < 1e-6
+    wrong_eos = perfect.clone()  # ...unless the EOS step is predicted wrong
+    wrong_eos[0, :, 4 * G :] = perfect[0, :, :G]
+    assert decoder.loss(wrong_eos, codes, lengths)[0] > 1.0
+
+
+def test_generation_arguments_are_checked(decoder: StreamingDecoder) -> None:
+    _, memory, speaker, emotion = inputs(batch=1)
+    with pytest.raises(ValueError, match="CUDA"):
+        decoder.generate_stream(memory, speaker, emotion, use_cuda_graph=True)
+    with pytest.raises(ValueError, match="temperature"):
+        decoder.generate_stream(memory, speaker, emotion, temperature=-1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        decoder.generate_stream(memory, speaker, emotion, top_k=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_generation_equals_eager() -> None:
+    torch.manual_seed(0)
+    decoder = StreamingDecoder(DEMO).eval().cuda()
+    _, memory, speaker, emotion = (t.cuda() for t in inputs(batch=1))
+    eager = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=12))
+    graph = list(
+        decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=12, use_cuda_graph=True)
+    )
+    assert len(eager) == len(graph) > 0
+    assert torch.equal(torch.stack(eager), torch.stack(graph))
