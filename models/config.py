@@ -84,6 +84,9 @@ class DecoderConfig:
     mlp_ratio: int = 4
     max_steps: int = 2048
     """Longest answer, in decoder steps."""
+    codebook_delays: tuple[int, ...] = (0, 1, 1, 1, 1, 1, 1, 1)
+    """Decoder positions by which each codebook lags (models.s2s.delay): partial delay, so
+    a step's audio exists two positions after it starts."""
     dropout: float = 0.1
 
 

@@ -1,8 +1,8 @@
 """Optional speed-ups for inference, each opt-in and tested for equivalence with a tolerance.
 
 - `quantize_int8`: dynamic int8 quantization of Linear layers (CPU). Deprecated in torch in
-  favour of torchao and, on the CPU measured here, slower than float32 (docs/benchmarks.md):
-  kept as an option, not a default.
+  favour of torchao; it makes the demo decoder step 4x faster here (its output heads are
+  memory-bound) and loses precision (docs/benchmarks.md): an option, not a default.
 - `compile_module`: `torch.compile`.
 - `to_dtype`: bf16/fp16 weights for GPU inference.
 Attention always runs through `scaled_dot_product_attention` (FlashAttention kernels on

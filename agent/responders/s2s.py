@@ -5,7 +5,6 @@ complete)."""
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from agent.responders.base import CallOptions, Responder, ResponderSession, User
 from agent.responders.codec import CodeRecorder
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
+from models.s2s.kv_cache import MemoryCache
 
 KEEP_S = 60.0
 """Encoder outputs kept for the turns to come (a turn longer than this is cut)."""
@@ -43,9 +43,10 @@ class S2SSession(ResponderSession):
         self._pending = torch.zeros(models.codec.config.num_quantizers, 0, dtype=torch.long)
         """Codes of frames not yet making a whole step."""
         self._encoder_state = models.encoder.init_state(1)
-        keep_steps = int(KEEP_S * 1000 / models.config.step_ms)
-        self._memory: deque[torch.Tensor] = deque(maxlen=keep_steps)
-        """The latest encoder outputs, one (dim,) tensor per step."""
+        self._keep_steps = int(KEEP_S * 1000 / models.config.step_ms)
+        self._memory: deque[tuple[int, torch.Tensor, torch.Tensor]] = deque()
+        """(first step, keys, values) of the decoder's cross-attention memory, projected from
+        the encoder output as the user speaks, so nothing long runs after the turn ends."""
         self._steps = 0
         """Steps encoded since the call began."""
 
@@ -59,18 +60,18 @@ class S2SSession(ResponderSession):
             hidden, _, self._encoder_state = self._models.encoder.stream(
                 codes[None, :, :usable], self._encoder_state, self._speaker, self._emotion
             )
-        self._memory.extend(hidden[0])
+            if hidden.shape[1] == 0:  # waiting for its chunk or look-ahead
+                return
+            keys, values = self._models.decoder.memory_kv(hidden)
+        self._memory.append((self._steps, keys, values))
         self._steps += hidden.shape[1]
+        while self._memory and self._memory[0][0] < self._steps - self._keep_steps:
+            self._memory.popleft()
 
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
-        step_samples = self._recorder.hop * self._group
-        oldest = self._steps - len(self._memory)
-        first = max(turn.start_sample // step_samples - oldest, 0)
-        end = min(-(-turn.end_sample // step_samples) - oldest, len(self._memory))
-        turn_memory = list(itertools.islice(self._memory, first, max(first + 1, end)))
-        if not turn_memory:
+        memory = self._turn_memory(turn)
+        if memory is None:
             return
-        memory = torch.stack(turn_memory)[None]
         codec_state = None
         with torch.inference_mode():
             steps = self._models.decoder.generate_stream(
@@ -84,6 +85,27 @@ class S2SSession(ResponderSession):
             for codes in steps:
                 pcm, codec_state = self._models.codec.decode_stream(codes, codec_state)
                 yield pcm[0].numpy()
+
+    def _turn_memory(self, turn: UserTurn) -> MemoryCache | None:
+        """The projected memory of the turn's steps, or None when none is kept."""
+        step_samples = self._recorder.hop * self._group
+        first = turn.start_sample // step_samples
+        end = -(-turn.end_sample // step_samples)
+        parts = [
+            (
+                keys[:, :, :, max(first - start, 0) : end - start],
+                values[:, :, :, max(first - start, 0) : end - start],
+            )
+            for start, keys, values in self._memory
+            if start < end and start + keys.shape[3] > first
+        ]
+        if not parts:
+            return None
+        keys = torch.cat([k for k, _ in parts], dim=3)
+        values = torch.cat([v for _, v in parts], dim=3)
+        cache = self._models.decoder.new_memory(1, keys.shape[3], keys.device)
+        cache.append(keys, values)
+        return cache
 
 
 class S2SResponder(Responder):

@@ -2,8 +2,9 @@
 
 Each decoder position carries the codes of one step (`frames_per_step` = G codec frames x Q
 codebooks) under a codebook delay pattern (`models.s2s.delay`): codebook q of step t is
-predicted at position t + q, so one position emits codebook 0 of the newest step, codebook 1
-of the step before, ... and a step is complete Q - 1 positions after it starts. The input at a
+predicted at position t + delays[q], so one position emits the coarse codebook of the newest
+step and the finer ones of earlier steps; a step is complete max(delays) positions after it
+starts (one, with the presets' partial delay). The input at a
 position is the sum of one embedding per (frame, codebook) of the previous position's tokens,
 plus the speaker/emotion conditioning vector; parallel output heads (one linear per
 (frame, codebook), fused into one matrix) give logits over codes + PAD + EOS.
@@ -33,6 +34,7 @@ from models.s2s.delay import (
     Vocabulary,
     append_eos,
     apply_delay,
+    check_delays,
     shift_right,
     to_steps,
     undo_delay,
@@ -69,7 +71,9 @@ class DecoderLayer(nn.Module):
     def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder output (batch, S, memory_dim) -> keys, values (batch, heads, S, head_dim)."""
         batch, length, _ = memory.shape
-        kv = self.cross_kv(memory).view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        head_dim = self.cross_q.out_features // self.heads
+        kv = self.cross_kv(memory).view(batch, length, 2, self.heads, head_dim)
+        kv = kv.permute(2, 0, 3, 1, 4)
         return kv[0], kv[1]
 
     def forward(
@@ -115,6 +119,8 @@ class StreamingDecoder(nn.Module):
         self.config = config
         self.vocab = Vocabulary(config.codec.codebook_size)
         self.quantizers = config.codec.num_quantizers
+        self.delays = check_delays(config.decoder.codebook_delays, self.quantizers)
+        self.max_delay = max(self.delays)
         self.frames_per_step = config.frames_per_step
         self.num_heads = dec.heads
         self.head_dim = dec.dim // dec.heads
@@ -170,7 +176,7 @@ class StreamingDecoder(nn.Module):
         """Answer codes (batch, Q, F) -> decoder inputs (batch, Q, T + Q, G): EOS appended,
         delay pattern applied, shifted right behind a PAD (BOS) position."""
         steps = append_eos(to_steps(codes, self.frames_per_step), self.vocab, lengths)
-        return shift_right(apply_delay(steps, self.vocab.pad), self.vocab.pad)
+        return shift_right(apply_delay(steps, self.vocab.pad, self.delays), self.vocab.pad)
 
     def targets(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Answer codes (batch, Q, F) -> targets (batch, Q, F + G): EOS step appended (at
@@ -202,7 +208,7 @@ class StreamingDecoder(nn.Module):
             self.conditioning(speaker, emotion),
             memory_mask,
         )
-        return undo_delay(logits).flatten(2, 3)
+        return undo_delay(logits, self.delays).flatten(2, 3)
 
     def loss(
         self, logits: Tensor, codes: Tensor, lengths: Tensor | None = None
@@ -228,7 +234,7 @@ class StreamingDecoder(nn.Module):
         device: torch.device | str | None = None,
     ) -> MemoryCache:
         """An empty memory cache for `capacity` encoder steps (default: decoder max_steps)."""
-        param = self.output.weight
+        param = self.embeddings.weight  # an embedding: still a tensor under int8
         return MemoryCache.empty(
             len(self.layers),
             batch,
@@ -242,10 +248,13 @@ class StreamingDecoder(nn.Module):
     def append_memory(self, cache: MemoryCache, memory: Tensor, mask: Tensor | None = None) -> None:
         """Project new encoder output (batch, n, encoder dim) into the cache of every layer;
         mask: optional (batch, n) bool, True for real steps."""
+        cache.append(*self.memory_kv(memory), mask)
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of encoder output (batch, n, encoder dim) for every
+        layer: two (layers, batch, heads, n, head_dim) tensors, ready for MemoryCache.append."""
         projected = [layer.project_memory(memory) for layer in self.layers]
-        keys = torch.stack([k for k, _ in projected])
-        values = torch.stack([v for _, v in projected])
-        cache.append(keys, values, mask)
+        return torch.stack([k for k, _ in projected]), torch.stack([v for _, v in projected])
 
     def project_memory(
         self, memory: Tensor, mask: Tensor | None = None, capacity: int | None = None
@@ -264,8 +273,9 @@ class StreamingDecoder(nn.Module):
         static: bool = False,
     ) -> DecoderCache:
         """An empty answer cache for `capacity` positions (default: the positions of a
-        max_steps answer, max_steps + Q - 1). `static` keeps step shapes fixed (CUDA graphs)."""
-        positions = self.config.decoder.max_steps + self.quantizers - 1
+        max_steps answer, max_steps + max(delays)). `static` keeps step shapes fixed (CUDA
+        graphs)."""
+        positions = self.config.decoder.max_steps + self.max_delay
         return DecoderCache.empty(
             memory,
             self.conditioning(speaker, emotion),
@@ -299,7 +309,7 @@ class StreamingDecoder(nn.Module):
         use_cuda_graph: bool = False,
     ) -> Iterator[Tensor]:
         """Yield the codes (batch, Q, G) of each answer step as soon as all its codebooks exist
-        (the first after Q positions), until every sample's EOS or `max_steps` steps.
+        (the first after max(delays) + 1 positions), until every sample's EOS or `max_steps` steps.
 
         memory: encoder output (batch, S, encoder dim), or a `MemoryCache` already filled with
         `append_memory` during the user's turn (it may keep growing while this runs).
@@ -351,7 +361,7 @@ class StreamingDecoder(nn.Module):
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
         quantizers, pad, eos = self.quantizers, self.vocab.pad, self.vocab.eos
-        positions = max_steps + quantizers - 1
+        positions = max_steps + self.max_delay
         cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
         step: Callable[[Tensor], Tensor] = (
             CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step, cache)
@@ -364,12 +374,13 @@ class StreamingDecoder(nn.Module):
         never = torch.iinfo(torch.long).max
         end = torch.full((batch,), never, dtype=torch.long, device=device)
         last_end: int | None = None  # set once every sample has ended
-        lag = torch.arange(quantizers, device=device)
+        lag = torch.tensor(self.delays, device=device)
+        codebooks = torch.arange(quantizers, device=device)
         shape = (batch, quantizers, positions, self.frames_per_step)
         grid = torch.full(shape, pad, dtype=torch.long, device=device)
         tokens = grid[:, :, 0].clone()  # position 0 sees PAD (BOS) everywhere
         for position in range(positions):
-            done = position - quantizers + 1  # the step this position completes
+            done = position - self.max_delay  # the step this position completes
             if last_end is not None and done >= last_end:
                 return
             logits = step(tokens).masked_fill(~allowed, float("-inf"))
@@ -388,7 +399,7 @@ class StreamingDecoder(nn.Module):
                     last_end = int(end.max())
             grid[:, :, position] = tokens
             if done >= 0 and (last_end is None or done < last_end):
-                yield grid[:, lag, done + lag]
+                yield grid[:, codebooks, done + lag]
 
 
 class CudaGraphStep:

@@ -9,8 +9,12 @@ Vocabulary, the same for every codebook (and every frame of a step):
 
 Layouts: codes are (batch, Q, frames); grouped by decoder step they are (batch, Q, steps, G)
 with frame f = step * G + g. Delay pattern: codebook q of step t sits at decoder position
-t + q, so an answer of T steps plus its EOS step fills T + Q positions, and codebook q of a
-step is predicted after codebooks 0 .. q - 1 of the same step are known.
+t + delays[q], so an answer of T steps plus its EOS step fills T + 1 + D positions
+(D = max delay), and codebook q of a step is predicted after the codebooks with smaller
+delays are known. MusicGen's full delay (0, 1, ..., Q-1) completes a step Q - 1 positions
+after it starts; the partial delay (0, 1, 1, ..., 1) used by the presets predicts the coarse
+codebook first and all finer ones together one position later, so the first audio needs two
+decoder positions instead of eight (MusicGen reports a small quality cost for it).
 """
 
 from __future__ import annotations
@@ -65,25 +69,33 @@ def append_eos(steps: Tensor, vocab: Vocabulary, lengths: Tensor | None = None) 
     return out.masked_fill(t > end, vocab.pad)
 
 
-def apply_delay(x: Tensor, pad: int) -> Tensor:
-    """(batch, Q, T, ...) -> (batch, Q, T + Q - 1, ...): codebook q shifted q positions later,
-    PAD in the slots before and after."""
+def apply_delay(x: Tensor, pad: int, delays: tuple[int, ...]) -> Tensor:
+    """(batch, Q, T, ...) -> (batch, Q, T + D, ...) with D = max(delays): codebook q shifted
+    delays[q] positions later, PAD in the slots before and after."""
     batch, quantizers, steps_len, *rest = x.shape
-    out = x.new_full((batch, quantizers, steps_len + quantizers - 1, *rest), pad)
-    for q in range(quantizers):
-        out[:, q, q : q + steps_len] = x[:, q]
+    out = x.new_full((batch, quantizers, steps_len + max(delays), *rest), pad)
+    for q, delay in enumerate(delays):
+        out[:, q, delay : delay + steps_len] = x[:, q]
     return out
 
 
-def undo_delay(y: Tensor) -> Tensor:
-    """Inverse of `apply_delay`: (batch, Q, P, ...) -> (batch, Q, P - Q + 1, ...).
+def undo_delay(y: Tensor, delays: tuple[int, ...]) -> Tensor:
+    """Inverse of `apply_delay`: (batch, Q, P, ...) -> (batch, Q, P - D, ...).
 
     Works on any trailing dims, so it also realigns logits (batch, Q, P, G, vocab) to steps."""
-    quantizers, positions = y.shape[1], y.shape[2]
-    steps_len = positions - quantizers + 1
+    steps_len = y.shape[2] - max(delays)
     if steps_len < 0:
-        raise ValueError(f"{positions} positions are fewer than {quantizers - 1} delay slots")
-    return torch.stack([y[:, q, q : q + steps_len] for q in range(quantizers)], dim=1)
+        raise ValueError(f"{y.shape[2]} positions are fewer than {max(delays)} delay slots")
+    return torch.stack([y[:, q, d : d + steps_len] for q, d in enumerate(delays)], dim=1)
+
+
+def check_delays(delays: tuple[int, ...], quantizers: int) -> tuple[int, ...]:
+    """Delays must name every codebook, start at 0 for codebook 0 and never decrease."""
+    if len(delays) != quantizers:
+        raise ValueError(f"{len(delays)} codebook delays for {quantizers} codebooks")
+    if delays[0] != 0 or any(b < a for a, b in zip(delays, delays[1:], strict=False)):
+        raise ValueError(f"codebook delays must start at 0 and not decrease: {delays}")
+    return delays
 
 
 def shift_right(y: Tensor, pad: int) -> Tensor:

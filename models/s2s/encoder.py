@@ -130,7 +130,7 @@ class StreamingEncoder(nn.Module):
 
     def init_state(self, batch_size: int) -> EncoderState:
         """The state at the start of a stream."""
-        like = self.eot.weight
+        like = self.codebooks.weight  # an embedding: its weight stays a tensor under int8
         empty = like.new_zeros(batch_size, 0, self.dim)
         caches = [block.empty_cache(batch_size, like) for block in self.blocks]
         return EncoderState(steps=empty, tokens=empty, position=0, blocks=caches)

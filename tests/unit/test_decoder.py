@@ -7,7 +7,7 @@ import torch
 
 from models.config import DEMO
 from models.s2s.decoder import StreamingDecoder
-from models.s2s.delay import Vocabulary, append_eos, apply_delay, undo_delay
+from models.s2s.delay import Vocabulary, append_eos, apply_delay, check_delays, undo_delay
 
 Q = DEMO.codec.num_quantizers
 G = DEMO.frames_per_step
@@ -57,17 +57,30 @@ def test_shapes(decoder: StreamingDecoder) -> None:
         decoder(codes[..., :-1], memory, speaker, emotion)
 
 
-def test_delay_pattern_places_codebooks_and_round_trips() -> None:
+@pytest.mark.parametrize(
+    "delays", [tuple(range(Q)), (0,) + (1,) * (Q - 1), (0, 0, 1, 1, 2, 2, 3, 3)]
+)
+def test_delay_pattern_places_codebooks_and_round_trips(delays) -> None:
     steps = torch.randint(0, CODES, (2, Q, 6, G))
-    delayed = apply_delay(steps, VOCAB.pad)
-    assert delayed.shape == (2, Q, 6 + Q - 1, G)
-    for q in range(Q):
-        assert torch.equal(delayed[:, q, q : q + 6], steps[:, q])
-        assert (delayed[:, q, :q] == VOCAB.pad).all()
-        assert (delayed[:, q, q + 6 :] == VOCAB.pad).all()
-    assert torch.equal(undo_delay(delayed), steps)
-    logits = torch.randn(2, Q, 6 + Q - 1, G, 3)  # trailing dims ride along
-    assert torch.equal(apply_delay(undo_delay(logits), 0.0)[:, 2, 2:-5], logits[:, 2, 2:-5])
+    delayed = apply_delay(steps, VOCAB.pad, delays)
+    assert delayed.shape == (2, Q, 6 + max(delays), G)
+    for q, d in enumerate(delays):
+        assert torch.equal(delayed[:, q, d : d + 6], steps[:, q])
+        assert (delayed[:, q, :d] == VOCAB.pad).all()
+        assert (delayed[:, q, d + 6 :] == VOCAB.pad).all()
+    assert torch.equal(undo_delay(delayed, delays), steps)
+    logits = torch.randn(2, Q, 6 + max(delays), G, 3)  # trailing dims ride along
+    round_trip = apply_delay(undo_delay(logits, delays), 0.0, delays)
+    assert torch.equal(round_trip[:, -1, delays[-1] : 6], logits[:, -1, delays[-1] : 6])
+
+
+def test_delays_are_validated() -> None:
+    with pytest.raises(ValueError, match="codebook delays"):
+        check_delays((1,) * Q, Q)
+    with pytest.raises(ValueError, match="codebook delays"):
+        check_delays((0, 2, 1, 1, 1, 1, 1, 1), Q)
+    with pytest.raises(ValueError, match="8 codebooks"):
+        check_delays((0, 1), Q)
 
 
 def test_eos_step_and_lengths() -> None:
@@ -93,7 +106,7 @@ def test_teacher_forced_logits_equal_cached_steps(decoder: StreamingDecoder) -> 
             stepped = torch.stack(
                 [decoder.step(cache, delayed[:, :, p]) for p in range(delayed.shape[2])], dim=2
             )
-            cached = undo_delay(stepped).flatten(2, 3)
+            cached = undo_delay(stepped, decoder.delays).flatten(2, 3)
             assert cached.shape == forced.shape
             torch.testing.assert_close(cached, forced, atol=1e-4, rtol=1e-4)
         unmasked = decoder(codes, memory, speaker, emotion)
@@ -129,7 +142,8 @@ def test_cached_greedy_generation_equals_uncached_recomputation(
     generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps))
     assert len(generated) == n_steps
 
-    positions = n_steps + Q - 1
+    delays = torch.tensor(decoder.delays)
+    positions = n_steps + decoder.max_delay
     delayed = torch.full((1, Q, positions, G), VOCAB.pad)
     with torch.no_grad():
         condition = decoder.conditioning(speaker, emotion)
@@ -137,9 +151,9 @@ def test_cached_greedy_generation_equals_uncached_recomputation(
             model_inputs = torch.cat([torch.full((1, Q, 1, G), VOCAB.pad), delayed[:, :, :p]], 2)
             logits = decoder.logits(model_inputs, memory, condition)[:, :, p]
             tokens = logits[..., :CODES].argmax(-1)
-            tokens[:, p + 1 :] = VOCAB.pad  # codebooks that have not started yet
+            tokens[:, delays > p] = VOCAB.pad  # codebooks that have not started yet
             delayed[:, :, p] = tokens
-    expected = undo_delay(delayed)
+    expected = undo_delay(delayed, decoder.delays)
     assert torch.equal(torch.stack(generated, dim=2), expected)
 
 
@@ -161,7 +175,7 @@ def test_eos_ends_generation_and_feeds_back_like_training(
     generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=50))
     assert len(generated) == eos_at
     assert all(bool((s < CODES).all()) for s in generated)
-    assert len(seen) == eos_at + Q - 1  # no decoder step after the last code is out
+    assert len(seen) == eos_at + decoder.max_delay  # no step after the last code is out
     codes = torch.stack(generated, dim=2).flatten(2)
     expected_inputs = decoder.inputs(codes)[:, :, : len(seen)]
     assert torch.equal(torch.stack(seen, dim=2), expected_inputs)

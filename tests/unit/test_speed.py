@@ -1,0 +1,77 @@
+"""Each optional speed-up gives the float32 eager numbers within its stated tolerance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.codec import TeluCodec
+from models.config import DEMO
+from models.modules.attention import HAS_FLASH_ATTN, attend
+from models.s2s.encoder import StreamingEncoder
+from models.speed import TOLERANCE, compile_module, quantize_int8, to_dtype
+
+
+@pytest.fixture(scope="module")
+def encoder_inputs():
+    torch.manual_seed(0)
+    encoder = StreamingEncoder(DEMO).eval()
+    codes = torch.randint(0, DEMO.codec.codebook_size, (1, 8, 40))
+    return encoder, codes, torch.tensor([1]), torch.tensor([2])
+
+
+def test_int8_dynamic_quantization_stays_close(encoder_inputs):
+    encoder, codes, speaker, emotion = encoder_inputs
+    with torch.inference_mode():
+        reference, _ = encoder(codes, speaker, emotion)
+        quantized, _ = quantize_int8(encoder)(codes, speaker, emotion)
+    assert not torch.equal(reference, quantized)  # it really ran quantized layers
+    assert (reference - quantized).abs().max() < TOLERANCE["int8"] * reference.abs().max()
+
+
+def test_bf16_weights_stay_close(encoder_inputs):
+    encoder, codes, speaker, emotion = encoder_inputs
+    half = to_dtype(StreamingEncoder(DEMO).eval(), torch.bfloat16)
+    half.load_state_dict(encoder.state_dict())
+    with torch.inference_mode():
+        reference, _ = encoder(codes, speaker, emotion)
+        reduced, _ = half(codes, speaker, emotion)
+    assert reduced.dtype == torch.bfloat16
+    error = (reference - reduced.float()).abs().max()
+    assert error < TOLERANCE["bf16"] * reference.abs().max()
+    with pytest.raises(ValueError, match="bfloat16 or float16"):
+        to_dtype(encoder, torch.float64)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    torch.manual_seed(0)
+    codec = TeluCodec(DEMO.codec).eval()
+    wav = torch.randn(1, 1600) * 0.1
+    with torch.inference_mode():
+        codes = codec.encode(wav)
+        reference = codec.decode(codes)
+        codec.decoder = compile_module(codec.decoder)
+        compiled = codec.decode(codes)
+    assert (reference - compiled).abs().max() < TOLERANCE["compile"]
+
+
+def test_sdpa_attention_matches_the_textbook_formula():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    mask = torch.rand(5, 5) > 0.3
+    mask.fill_diagonal_(True)
+    scores = (q @ k.transpose(-1, -2)) / 8**0.5
+    expected = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+    torch.testing.assert_close(attend(q, k, v, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(
+    not (HAS_FLASH_ATTN and torch.cuda.is_available()), reason="flash-attn and CUDA needed"
+)
+def test_flash_attn_matches_sdpa():
+    q, k, v = (torch.randn(1, 4, 16, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    import torch.nn.functional as F
+
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(attend(q, k, v, causal=True), expected, atol=2e-2, rtol=2e-2)
