@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from agent.responders import make_responder
+from models.checkpoints import CheckpointError, save_checkpoint
+from models.config import DEMO
+from models.loading import build, load
+
+
+def test_a_saved_demo_checkpoint_loads_back_into_the_responders(tmp_path):
+    models = build(DEMO, seed=1)
+    save_checkpoint(
+        tmp_path,
+        {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder},
+        DEMO,
+    )
+    loaded = load(tmp_path)
+    assert loaded.trained and loaded.config == DEMO
+    for name in ("codec", "encoder", "decoder"):
+        original, restored = getattr(models, name).state_dict(), getattr(loaded, name).state_dict()
+        assert original.keys() == restored.keys()
+        assert all(torch.equal(original[k], restored[k]) for k in original)
+    assert make_responder("s2s", tmp_path).models.trained
+    assert make_responder("codec", tmp_path).name == "codec"
+
+
+def test_a_checkpoint_of_other_sizes_is_refused_clearly(tmp_path):
+    models = build(DEMO)
+    save_checkpoint(tmp_path, {"codec": models.codec}, DEMO)
+    with pytest.raises(CheckpointError, match="encoder"):
+        load(tmp_path)
+
+
+def test_unknown_responder_lists_the_known_ones():
+    with pytest.raises(ValueError, match="parrot, codec, s2s"):
+        make_responder("oracle")
