@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -38,13 +39,16 @@ def _write(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(temporary, path)
 
 
-def _tensors(module: nn.Module) -> dict[str, Tensor]:
+def _tensors(module: nn.Module, storage_dtype: torch.dtype | None) -> dict[str, Tensor]:
     """The module's state as contiguous CPU tensors that share no memory (tied weights are
-    stored once per name)."""
+    stored once per name), floating-point ones cast to `storage_dtype` when given."""
     tensors: dict[str, Tensor] = {}
     storages: set[int] = set()
     for key, value in module.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
+        tensor = value.detach().cpu()
+        if storage_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(storage_dtype)
+        tensor = tensor.contiguous()
         storage = tensor.untyped_storage().data_ptr()
         if storage in storages:
             tensor = tensor.clone()
@@ -58,9 +62,12 @@ def save_checkpoint(
     modules: dict[str, nn.Module],
     config: S2SConfig,
     extra: dict[str, Any] | None = None,
+    storage_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write each module to `<name>.safetensors` and the config to config.json in `directory`
-    (created if needed); returns the directory. `extra` must be JSON-serialisable."""
+    (created if needed); returns the directory. `extra` must be JSON-serialisable.
+    `storage_dtype` (e.g. torch.float16) halves a shipped checkpoint; loading casts back to
+    the module's own dtype."""
     for name in modules:
         if not name or name.startswith(".") or Path(name).name != name:
             raise ValueError(f"module name {name!r} is not a plain file name")
@@ -77,7 +84,7 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
-        tensors = _tensors(module)
+        tensors = _tensors(module, storage_dtype)
         _write(directory / f"{name}{SUFFIX}", lambda path, t=tensors: save_file(t, path))
     _write(directory / CONFIG_FILE, lambda path: path.write_text(manifest, encoding="utf-8"))
     return directory

@@ -143,7 +143,7 @@ DEMO = S2SConfig(
         channels=(16, 32, 48, 64, 96, 128),
         latent_dim=128,
         num_quantizers=8,
-        codebook_size=1024,
+        codebook_size=256,  # 12.8 kbps; keeps the shipped checkpoint under 25 MiB
     ),
     encoder=EncoderConfig(layers=4, dim=192, heads=4, conv_kernel=15, ff_mult=2),
     decoder=DecoderConfig(layers=4, dim=256, heads=4, mlp_ratio=3, max_steps=1024),

@@ -145,3 +145,21 @@ def test_bad_names_and_extra_are_rejected_before_writing(tmp_path: Path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "b", {"codec": mlp()}, DEMO, extra={"x": object()})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_half_precision_storage_loads_back_into_float32(tmp_path):
+    import torch
+    from torch import nn
+
+    from models.checkpoints import load_state, save_checkpoint
+    from models.config import DEMO
+
+    torch.manual_seed(0)
+    module = nn.Linear(64, 64)
+    save_checkpoint(tmp_path, {"m": module}, DEMO, storage_dtype=torch.float16)
+    size = (tmp_path / "m.safetensors").stat().st_size
+    assert size < 64 * 65 * 4 * 0.6  # half the bytes of float32
+    restored = nn.Linear(64, 64)
+    load_state(tmp_path, "m", restored)
+    assert restored.weight.dtype == torch.float32
+    torch.testing.assert_close(restored.weight, module.weight, atol=1e-3, rtol=1e-3)
