@@ -12,7 +12,7 @@ PORT ?= 8080
 APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast bench lint format clean apt-packages
+.PHONY: serve test test-fast bench lint format clean apt-packages demo-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,34 @@ test-fast: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test apt-packages
 	$(BIN)/python benchmarks/latency.py --spawn
+
+# The demo model from scratch on 2 CPU cores in about 2 hours: synthetic Telugu corpus, codec
+# (reconstruction, then adversarial), S2S transformer, then a float16 export with its
+# evaluation figures. Every stage resumes where it stopped when run again.
+DEMO_WORK ?= build/demo
+DEMO_OUT ?= models/checkpoints/demo
+CODEC_STEPS ?= 9500
+CODEC_ADVERSARIAL_FROM ?= 8000
+S2S_STEPS ?= 1800
+DEVICE ?= auto
+
+demo-model: $(VENV)/.installed-test apt-packages
+	test -f $(DEMO_WORK)/data/manifest.jsonl || \
+	  $(BIN)/telugu-s2s data synth $(DEMO_WORK)/data --seed 0
+	$(BIN)/telugu-s2s train codec --data $(DEMO_WORK)/data/manifest.jsonl --preset demo \
+	  --out $(DEMO_WORK)/codec --steps $(CODEC_STEPS) --batch-size 8 \
+	  --adversarial-start $(CODEC_ADVERSARIAL_FROM) --discriminator-filters 16 \
+	  --device $(DEVICE) --resume --no-progress
+	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
+	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
+	  --batch-size 8 --device $(DEVICE) --resume --no-progress
+	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_OUT)
+	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
+	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json
+	$(BIN)/telugu-s2s eval s2s --checkpoint $(DEMO_OUT) \
+	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-s2s.json
+	$(BIN)/telugu-s2s eval eot --checkpoint $(DEMO_OUT) \
+	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-eot.json
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

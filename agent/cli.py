@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     _add_models(commands.add_parser("models", help="facts about the model presets"))
+    _add_pipeline(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -154,12 +155,57 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pipeline(commands: argparse._SubParsersAction) -> None:
+    """`data`, `train` and `eval`: the commands that make and judge a model."""
+    from models.data.commands import add_data_commands
+    from models.eval.codec import add_eval_codec_command
+    from models.eval.eot import add_eval_eot_command
+    from models.eval.s2s import add_eval_s2s_command
+    from models.train.codec import add_train_codec_command
+    from models.train.s2s import add_train_s2s_command
+
+    data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
+    add_data_commands(data.add_subparsers(dest="action", required=True))
+    train = commands.add_parser("train", help="train the codec or the S2S model")
+    recipes = train.add_subparsers(dest="recipe", required=True)
+    add_train_codec_command(recipes)
+    add_train_s2s_command(recipes)
+    judge = commands.add_parser("eval", help="evaluate the codec, the S2S model, end of turn")
+    evaluations = judge.add_subparsers(dest="evaluation", required=True)
+    add_eval_codec_command(evaluations)
+    add_eval_s2s_command(evaluations)
+    add_eval_eot_command(evaluations)
+
+
 def _add_models(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     info = actions.add_parser("info", help="sizes, rates and parameter counts of each preset")
     info.add_argument("--json", action="store_true", help="print one JSON document")
     info.add_argument("--log-level", default="warning")
     info.set_defaults(run=_models_info)
+    export = actions.add_parser("export", help="re-save a checkpoint for shipping")
+    export.add_argument("source", help="checkpoint directory (e.g. a training run)")
+    export.add_argument("target", help="directory to write")
+    export.add_argument(
+        "--dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="storage precision of the weights",
+    )
+    export.add_argument("--log-level", default="warning")
+    export.set_defaults(run=_models_export)
+
+
+def _models_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.loading import export
+
+    dtype = torch.float16 if args.dtype == "float16" else None
+    target = export(args.source, args.target, dtype)
+    size = sum(f.stat().st_size for f in target.iterdir()) / 2**20
+    print(f"{target}: {size:.1f} MiB")
+    return 0
 
 
 def _models_info(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoints import load_config, load_state
+from models.checkpoints import load_config, load_extra, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import S2SConfig, preset
 from models.s2s.decoder import StreamingDecoder
@@ -54,3 +54,16 @@ def load(
         load_state(checkpoint, name, getattr(models, name))
     models.trained = True
     return models
+
+
+def export(source: str | Path, target: str | Path, storage_dtype: torch.dtype | None) -> Path:
+    """Re-save a checkpoint for shipping (e.g. float16 storage: half the bytes); the result
+    loads with `load` like the original."""
+    models = load(source)
+    return save_checkpoint(
+        target,
+        {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder},
+        models.config,
+        extra={**load_extra(source), "exported_from": Path(source).name},
+        storage_dtype=storage_dtype,
+    )

@@ -52,8 +52,11 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def nearest(self, vectors: Tensor) -> Tensor:
-        """Index of the nearest codeword of each of the (N, dim) vectors."""
-        distances = (self.codewords**2).sum(-1) - 2 * vectors @ self.codewords.T
+        """Index of the nearest codeword of each of the (N, dim) vectors (in float32 even
+        under autocast: bf16 distances can pick the wrong codeword)."""
+        with torch.autocast(vectors.device.type, enabled=False):
+            codewords = self.codewords.float()
+            distances = (codewords**2).sum(-1) - 2 * vectors.float() @ codewords.T
         return distances.argmin(-1)
 
     def lookup(self, codes: Tensor) -> Tensor:

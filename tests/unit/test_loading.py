@@ -34,3 +34,23 @@ def test_a_checkpoint_of_other_sizes_is_refused_clearly(tmp_path):
 def test_unknown_responder_lists_the_known_ones():
     with pytest.raises(ValueError, match="parrot, codec, s2s"):
         make_responder("oracle")
+
+
+def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
+    from agent.cli import main
+
+    models = build(DEMO, seed=2)
+    source, target = tmp_path / "run", tmp_path / "shipped"
+    modules = {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder}
+    save_checkpoint(source, modules, DEMO, extra={"steps": 7})
+    assert main(["models", "export", str(source), str(target)]) == 0
+
+    def size(path):
+        return sum(f.stat().st_size for f in path.iterdir())
+
+    assert size(target) < 0.55 * size(source)
+    assert size(target) < 25 * 2**20  # the demo model's budget
+    shipped = load(target)
+    weight = shipped.decoder.embeddings.weight
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight, models.decoder.embeddings.weight, atol=1e-3, rtol=1e-3)

@@ -1,0 +1,1 @@
+"""Model evaluation: speech quality metrics and the codec's evaluation on a manifest."""

@@ -1,0 +1,338 @@
+"""Does the S2S model answer right, in the requested voice and emotion (`telugu-s2s eval s2s`)?
+
+Each held-out user turn (a user entry of `split` with a paired answer) is answered in all four
+voices, with the emotion of its reference answer: the codec encodes the turn, the encoder
+(conditioned on the requested speaker and emotion) gives the memory, the decoder generates
+(greedy by default) up to twice the reference answer's length or to its EOS, and the codec
+decodes the answer. Three verdicts per answer:
+
+- answer: the answer is closer to a reference answer of the turn's intent than to the
+  reference answers of every other intent, all in the requested voice and emotion when the
+  corpus has every intent in them, else all in the requested voice, else any. Distance: DTW
+  on mean-normalised 40-band log-mel frames of 40 ms, divided by the path length. The intent
+  is the answer's `extra["intent"]`, or its text when the manifest has none.
+- voice: the answer's speaker embedding (models.speaker) is more similar to the requested
+  voice's centroid (mean embedding of its reference answers) than to every other voice's.
+- emotion: the emotion classifier (models.eval.emotion, trained on the train split's answers)
+  recognises the requested emotion. Its own accuracy on the split's real answers is reported
+  alongside, with the chance levels of the three verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from agent.audio import read_audio
+from models.data.manifest import Entry, dialogue_pairs, read_manifest
+from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
+from models.loading import Models, load
+from models.speaker import SpeakerEncoder, mel_spectrogram
+from models.train.common import select_device
+from models.train.s2s import SILENCE_S
+from models.train.tokens import pad_to_steps
+
+log = logging.getLogger(__name__)
+
+REFERENCES_PER_INTENT = 2
+"""Reference answers compared per intent (per voice and emotion)."""
+CENTROID_ANSWERS = 20
+"""Reference answers averaged into a voice's centroid."""
+MIN_ANSWER_STEPS = 25
+POOL = 4
+"""10 ms mel frames averaged into one DTW frame."""
+
+
+def intent(entry: Entry) -> str:
+    """An answer's intent: extra["intent"], else its text."""
+    return str(entry.extra.get("intent", entry.text))
+
+
+def log_mel(wav: np.ndarray) -> np.ndarray:
+    """(frames, 40) mean-normalised log-mel frames of 40 ms (four 10 ms frames averaged)."""
+    mel = mel_spectrogram(torch.as_tensor(wav, dtype=torch.float32)).clamp(min=1e-10).log()
+    mel = mel[: len(mel) // POOL * POOL].reshape(-1, POOL, mel.shape[1]).mean(dim=1)
+    if len(mel) == 0:
+        mel = torch.zeros(1, 40)
+    return (mel - mel.mean(dim=0)).numpy()
+
+
+def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """DTW distance of two (frames, dim) sequences (Euclidean frame cost, steps (1,0), (0,1),
+    (1,1)), divided by the summed lengths.
+
+    Row by row: with e[j] = cost[i, j] + min(D[i-1, j-1], D[i-1, j]), the horizontal steps
+    make D[i, j] = min over k <= j of e[k] + cost[i, k+1 .. j], i.e. S[j] + running min of
+    (e - S) for S the running sum of the row's costs: one vectorised scan per row."""
+    squared = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2 * a @ b.T
+    cost = np.sqrt(np.maximum(squared, 0.0))
+    previous = np.concatenate(([0.0], np.full(len(b), np.inf)))
+    for row in cost:
+        entry = row + np.minimum(previous[:-1], previous[1:])
+        total = np.cumsum(row)
+        previous = np.concatenate(([np.inf], total + np.minimum.accumulate(entry - total)))
+    return float(previous[-1] / (len(a) + len(b)))
+
+
+@torch.inference_mode()
+def generate_answers(
+    models: Models,
+    user: np.ndarray,
+    speakers: Tensor,
+    emotions: Tensor,
+    max_steps: int,
+    temperature: float,
+) -> tuple[list[np.ndarray], list[bool]]:
+    """Answers (16 kHz) to one user turn for each (speaker, emotion) of a batch, and whether
+    each one ended with EOS before max_steps. The turn is encoded followed by silence, as in
+    training and in a call, and the memory is the encoder output of the turn's steps."""
+    config = models.config
+    device = next(models.encoder.parameters()).device
+    step_samples = models.codec.hop * config.frames_per_step
+    wav = pad_to_steps(user, step_samples)
+    silence = np.zeros(round(SILENCE_S * config.codec.sample_rate / step_samples) * step_samples)
+    stream = torch.from_numpy(np.concatenate((wav, silence.astype(np.float32))))
+    codes = models.codec.encode(stream[None].to(device)).expand(len(speakers), -1, -1)
+    memory, _ = models.encoder(codes, speakers, emotions)
+    memory = memory[:, : len(wav) // step_samples]
+    steps = list(
+        models.decoder.generate_stream(
+            memory, speakers, emotions, temperature=temperature, max_steps=max_steps
+        )
+    )
+    answer = torch.stack(steps, dim=2)  # (batch, Q, steps, G)
+    ended = answer[:, 0, :, 0] >= config.codec.codebook_size
+    lengths = torch.where(ended.any(dim=1), ended.int().argmax(dim=1), len(steps))
+    wavs = []
+    for row, length in enumerate(lengths.tolist()):
+        if length == 0:
+            wavs.append(np.zeros(0, dtype=np.float32))
+            continue
+        codes = answer[row : row + 1, :, :length].flatten(2)
+        wavs.append(models.codec.decode(codes)[0].cpu().numpy())
+    return wavs, ended.any(dim=1).tolist()
+
+
+class References:
+    """The corpus's agent answers, their log-mels and speaker embeddings, computed lazily."""
+
+    def __init__(self, answers: list[Entry], root: Path, rate: int) -> None:
+        self.root = root
+        self.rate = rate
+        self.by_voice: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
+        for entry in answers:
+            self.by_voice[intent(entry), entry.speaker, entry.emotion].append(entry)
+        self.intents = sorted({intent(e) for e in answers})
+        self._mels: dict[str, np.ndarray] = {}
+
+    def wav(self, entry: Entry) -> np.ndarray:
+        return read_audio(entry.path(self.root), self.rate)
+
+    def mel(self, entry: Entry) -> np.ndarray:
+        if entry.key not in self._mels:
+            self._mels[entry.key] = log_mel(self.wav(entry))
+        return self._mels[entry.key]
+
+    def reference_sets(self, speaker: str, emotion: str) -> dict[str, list[Entry]]:
+        """Up to REFERENCES_PER_INTENT answers of every intent, from the most specific group
+        that every intent has answers in: the voice and emotion, else the voice, else all
+        (so that no intent is favoured by a closer match of voice or emotion), first by key."""
+        levels = (
+            lambda s, e: (s, e) == (speaker, emotion),
+            lambda s, e: s == speaker,
+            lambda s, e: True,
+        )
+        for fits in levels:
+            sets: dict[str, list[Entry]] = defaultdict(list)
+            for (name, s, e), entries in self.by_voice.items():
+                if fits(s, e):
+                    sets[name].extend(entries)
+            if len(sets) == len(self.intents):
+                break
+        return {
+            name: sorted(refs, key=lambda e: e.key)[:REFERENCES_PER_INTENT]
+            for name, refs in sets.items()
+        }
+
+    def closest_intent(self, wav: np.ndarray, speaker: str, emotion: str) -> str:
+        """The intent whose reference answers come closest to `wav` (DTW on log-mel)."""
+        mel = log_mel(wav)
+        distances = {
+            name: min(dtw_distance(mel, self.mel(e)) for e in refs)
+            for name, refs in self.reference_sets(speaker, emotion).items()
+        }
+        return min(distances, key=distances.__getitem__)
+
+
+def voice_centroids(
+    encoder: SpeakerEncoder, references: References, speakers: tuple[str, ...]
+) -> dict[str, Tensor]:
+    """Normalised mean speaker embedding of (up to CENTROID_ANSWERS) answers of each voice."""
+    centroids = {}
+    for speaker in speakers:
+        entries = sorted(
+            (e for (_, s, _), group in references.by_voice.items() if s == speaker for e in group),
+            key=lambda e: e.key,
+        )[:CENTROID_ANSWERS]
+        if entries:
+            mean = torch.stack([encoder.embed(references.wav(e)) for e in entries]).mean(dim=0)
+            centroids[speaker] = torch.nn.functional.normalize(mean, dim=0)
+    return centroids
+
+
+def closest_voice(
+    encoder: SpeakerEncoder, wav: np.ndarray, centroids: dict[str, Tensor]
+) -> str | None:
+    """The voice whose centroid is most similar to the answer's embedding (None if silent)."""
+    if len(wav) == 0 or not np.any(wav):
+        return None
+    embedding = encoder.embed(wav)
+    return max(centroids, key=lambda s: float(embedding @ centroids[s]))
+
+
+def _rate(hits: list[bool]) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
+
+def evaluate_s2s(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    split: str = "test",
+    max_turns: int | None = 50,
+    temperature: float = 0.0,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
+    random) user turns of `split`, each answered in every voice (see the module doc)."""
+    manifest = Path(manifest)
+    models = load(checkpoint, device=select_device(device))
+    config = models.config
+    rate = config.codec.sample_rate
+    entries = read_manifest(manifest)
+    turns = [(u, a) for u, a in dialogue_pairs(entries) if u.split == split]
+    if not turns:
+        raise ValueError(f"{manifest} has no {split} user turns with a paired answer")
+    if max_turns is not None and len(turns) > max_turns:
+        turns = random.Random(seed).sample(turns, max_turns)
+    answers = [e for e in entries if e.dialogue is not None and e.dialogue.role == "agent"]
+    references = References(answers, manifest.parent, rate)
+    speaker_encoder = SpeakerEncoder()
+    centroids = voice_centroids(speaker_encoder, references, config.speakers)
+    classifier = train_emotion_classifier(manifest, "train", seed=seed)
+    classifier_result = evaluate_emotion_classifier(classifier, manifest, split)
+
+    torch.manual_seed(seed)
+    device_of = next(models.encoder.parameters()).device
+    voices = torch.arange(len(config.speakers), device=device_of)
+    hits: dict[str, list[bool]] = {"answer": [], "voice": [], "emotion": []}
+    ended: list[bool] = []
+    seconds: list[float] = []
+    step_samples = models.codec.hop * config.frames_per_step
+    for user, reference in tqdm(turns, desc="eval s2s", unit="turn", disable=not progress):
+        emotion = config.emotions.index(reference.emotion)
+        reference_steps = -(-round(reference.duration * rate) // step_samples)
+        wavs, done = generate_answers(
+            models,
+            read_audio(user.path(manifest.parent), rate),
+            voices,
+            torch.full_like(voices, emotion),
+            max(MIN_ANSWER_STEPS, 2 * reference_steps),
+            temperature,
+        )
+        target = intent(reference)
+        emotions = classifier.predict(wavs)
+        for speaker, wav, predicted in zip(config.speakers, wavs, emotions, strict=True):
+            closest = references.closest_intent(wav, speaker, reference.emotion)
+            hits["answer"].append(closest == target)
+            if speaker in centroids:
+                voice = closest_voice(speaker_encoder, wav, centroids)
+                hits["voice"].append(voice == speaker)
+            hits["emotion"].append(predicted == reference.emotion and len(wav) > 0)
+            seconds.append(len(wav) / rate)
+        ended.extend(done)
+    return {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "turns": len(turns),
+        "answers": len(seconds),
+        "answer_accuracy": _rate(hits["answer"]),
+        "answer_chance": 1 / len(references.intents),
+        "intents": len(references.intents),
+        "voice_accuracy": _rate(hits["voice"]),
+        "voice_chance": 1 / max(1, len(centroids)),
+        "emotion_accuracy": _rate(hits["emotion"]),
+        "emotion_classifier_accuracy": classifier_result["accuracy"],
+        "emotion_majority": classifier_result["majority"],
+        "ended_rate": _rate(ended),
+        "mean_answer_s": float(np.mean(seconds)),
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """A few readable lines of an evaluate_s2s result."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f} %"
+
+    return "\n".join(
+        [
+            f"{result['checkpoint']}: {result['turns']} {result['split']} turns x 4 voices = "
+            f"{result['answers']} answers (mean {result['mean_answer_s']:.2f} s, "
+            f"{pct(result['ended_rate'])} ended with EOS)",
+            f"  answer  {pct(result['answer_accuracy'])} (chance {pct(result['answer_chance'])}, "
+            f"{result['intents']} intents)",
+            f"  voice   {pct(result['voice_accuracy'])} (chance {pct(result['voice_chance'])})",
+            f"  emotion {pct(result['emotion_accuracy'])} (classifier on real answers "
+            f"{pct(result['emotion_classifier_accuracy'])}, majority "
+            f"{pct(result['emotion_majority'])})",
+        ]
+    )
+
+
+def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `s2s` to the subcommands of `telugu-s2s eval`."""
+    p = subparsers.add_parser(
+        "s2s",
+        help="answer, voice and emotion accuracy of an S2S checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (codec + S2S)")
+    p.add_argument("--data", required=True, help="manifest (JSONL) with dialogue pairs")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--max-turns", type=int, default=50, help="user turns scored (random pick)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy decoding")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(run=_run_eval_s2s)
+    return p
+
+
+def _run_eval_s2s(args: argparse.Namespace) -> int:
+    result = evaluate_s2s(
+        args.checkpoint,
+        args.data,
+        args.split,
+        args.max_turns,
+        args.temperature,
+        args.device,
+        args.seed,
+        progress=not args.json,
+    )
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result))
+    return 0

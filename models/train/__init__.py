@@ -1,0 +1,1 @@
+"""Training recipes: the codec trainer, its losses and discriminator, shared utilities."""

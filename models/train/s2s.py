@@ -1,0 +1,480 @@
+"""Speech-to-speech training: user turn -> agent answer, teacher-forced on codec codes.
+
+Each dialogue pair of the manifest is one example: the user turn's codes go through the
+streaming encoder, conditioned (like the decoder) on the speaker and emotion of the ANSWER;
+the decoder predicts the answer's codes (codebook delay pattern, EOS after the last step)
+with cross-attention to the encoder output of the user's audio. The loss is the mean of the
+per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE.
+
+End of turn. After each user turn's audio, `silence_s` of silence codes (the codec's steady
+state on zeros, encoded once) are appended, and batches are padded with more of them. The
+encoder's end-of-turn head learns per step: 0 up to the step holding the last speech sample
+(the last sample above -40 dBFS in the user audio), 1 after it. The decoder's memory is the
+user audio only (the appended silence is masked out), as the agent gives it the turn's audio.
+
+Recipe: random batches of pairs, AdamW (weight decay on weights only) with warm-up and cosine
+decay, gradient clipping, bf16 autocast on CUDA and fp32 on CPU. Validation (teacher-forced
+token accuracy per codebook and mean, end-of-turn accuracy) runs on the validation pairs every
+`eval_every` steps. `out_dir` receives the checkpoint (codec + encoder + decoder, loadable with
+`models.loading.load`), train_state.pt (see models.train.common), log.csv and codes.pt (the
+manifest's codec codes, reused by later runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agent.audio import read_audio
+from models.checkpoints import load_config, load_state, save_checkpoint
+from models.codec import TeluCodec
+from models.config import PRESETS, CodecConfig, S2SConfig, preset
+from models.data.manifest import Entry, dialogue_pairs, read_manifest
+from models.s2s.decoder import StreamingDecoder
+from models.s2s.delay import append_eos, apply_delay, shift_right, to_steps
+from models.s2s.encoder import StreamingEncoder
+from models.train.common import (
+    LOG_FILE,
+    TRAIN_STATE,
+    Averages,
+    CsvLog,
+    autocast,
+    describe,
+    load_train_state,
+    parameter_groups,
+    progress_bar,
+    save_train_state,
+    seed_everything,
+    select_device,
+    warmup_cosine,
+)
+from models.train.tokens import encode_manifest
+
+log = logging.getLogger(__name__)
+
+SPEECH_DBFS = -40.0
+"""A sample above this level (re full scale) is speech, for the end-of-turn labels."""
+SILENCE_S = 0.6
+"""Silence appended to every user turn in training."""
+EOT_WEIGHT = 0.5
+BETAS = (0.9, 0.95)
+WEIGHT_DECAY = 0.01
+WARMUP_STEPS = 500
+"""Learning-rate warm-up, capped at a tenth of the run."""
+CLIP = 1.0
+CODES_FILE = "codes.pt"
+MAX_VALIDATION_PAIRS = 256
+LOG_FIELDS = (
+    "step",
+    "loss",
+    "ce",
+    "eot",
+    "grad_norm",
+    "lr",
+    "seconds",
+    "val_ce",
+    "val_accuracy",
+    "val_eot_accuracy",
+)
+"""Columns of log.csv (then val_accuracy_q0 ...): train means over the logged steps (loss =
+ce + eot_weight x eot), seconds of training across resumes, validation metrics on the rows
+where validation ran."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dialogue pair as codes."""
+
+    user: Tensor
+    """(Q, frames) codes of the user turn (whole steps)."""
+    answer: Tensor
+    """(Q, frames) codes of the agent answer (whole steps)."""
+    speaker: int
+    emotion: int
+    speech_end: int
+    """Samples of the user audio up to and including its last speech sample."""
+
+
+@dataclass
+class Batch:
+    """Padded tensors of a few examples, ready for the encoder and decoder."""
+
+    user: Tensor
+    """(B, Q, frames): user codes, then silence codes."""
+    memory_mask: Tensor
+    """(B, steps) bool: True on the steps of the user audio."""
+    eot_labels: Tensor
+    """(B, steps) float: 1 after the step holding the last speech sample."""
+    answer: Tensor
+    """(B, Q, frames): answer codes, padded with code 0."""
+    lengths: Tensor
+    """(B,) answer lengths in steps."""
+    speaker: Tensor
+    emotion: Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def speech_end(wav: np.ndarray, dbfs: float = SPEECH_DBFS) -> int:
+    """Index just after the last sample above `dbfs` (0 when there is none)."""
+    loud = np.flatnonzero(np.abs(wav) > 10 ** (dbfs / 20))
+    return int(loud[-1]) + 1 if len(loud) else 0
+
+
+def eot_labels(steps: int, end_sample: int, step_samples: int) -> Tensor:
+    """(steps,) 0.0 up to the step that holds sample end_sample - 1, 1.0 after it."""
+    last_speech_step = (end_sample - 1) // step_samples if end_sample > 0 else -1
+    return (torch.arange(steps) > last_speech_step).float()
+
+
+@torch.inference_mode()
+def silence_codes(codec: TeluCodec, seconds: float, frames_per_step: int) -> Tensor:
+    """(Q, frames) codes of `seconds` of silence (whole steps), as the codec encodes it after a
+    while of silence: the first frames of a zero stream (start-up transients) are dropped."""
+    step_samples = codec.hop * frames_per_step
+    steps = max(1, round(seconds * codec.config.sample_rate / step_samples))
+    warmup = max(1, round(0.2 * codec.config.sample_rate / step_samples))
+    device = next(codec.parameters()).device
+    codes = codec.encode(torch.zeros(1, (warmup + steps) * step_samples, device=device))
+    return codes[0, :, warmup * frames_per_step :].cpu()
+
+
+def _index(names: tuple[str, ...], name: str, kind: str) -> int:
+    if name not in names:
+        raise ValueError(f"unknown {kind} {name!r} in the manifest; known: {', '.join(names)}")
+    return names.index(name)
+
+
+def make_examples(
+    pairs: list[tuple[Entry, Entry]],
+    codes: dict[str, Tensor],
+    root: Path,
+    config: S2SConfig,
+) -> list[Example]:
+    """Examples of (user, agent) pairs; answers longer than the decoder's max_steps are cut."""
+    max_frames = config.decoder.max_steps * config.frames_per_step
+    examples = []
+    for user, agent in pairs:
+        wav = read_audio(user.path(root), config.codec.sample_rate)
+        examples.append(
+            Example(
+                user=codes[user.key],
+                answer=codes[agent.key][:, :max_frames],
+                speaker=_index(config.speakers, agent.speaker, "speaker"),
+                emotion=_index(config.emotions, agent.emotion, "emotion"),
+                speech_end=speech_end(wav),
+            )
+        )
+    return examples
+
+
+def _tile(silence: Tensor, frames: int) -> Tensor:
+    """`frames` frames of the silence codes, repeated as needed."""
+    return silence.repeat(1, -(-frames // silence.shape[1]))[:, :frames]
+
+
+def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop: int) -> Batch:
+    """Pad a few examples into a Batch (user turns + silence, answers + code 0)."""
+    user_frames = max(e.user.shape[1] for e in examples) + silence.shape[1]
+    answer_frames = max(e.answer.shape[1] for e in examples)
+    user_steps = user_frames // frames_per_step
+    users, masks, labels, answers = [], [], [], []
+    for e in examples:
+        users.append(torch.cat((e.user, _tile(silence, user_frames - e.user.shape[1])), dim=1))
+        masks.append(torch.arange(user_steps) < e.user.shape[1] // frames_per_step)
+        labels.append(eot_labels(user_steps, e.speech_end, hop * frames_per_step))
+        answers.append(F.pad(e.answer, (0, answer_frames - e.answer.shape[1])))
+    return Batch(
+        user=torch.stack(users),
+        memory_mask=torch.stack(masks),
+        eot_labels=torch.stack(labels),
+        answer=torch.stack(answers),
+        lengths=torch.tensor([e.answer.shape[1] // frames_per_step for e in examples]),
+        speaker=torch.tensor([e.speaker for e in examples]),
+        emotion=torch.tensor([e.emotion for e in examples]),
+    )
+
+
+def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
+    """(Q,) cross-entropy of each codebook over its non-PAD targets, from logits (B, Q, ...,
+    vocab) and targets (B, Q, ...)."""
+    flat = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.flatten(),
+        ignore_index=pad,
+        reduction="none",
+    )
+    valid = targets != pad
+    dims = [d for d in range(targets.dim()) if d != 1]
+    return (flat.view_as(targets) * valid).sum(dim=dims) / valid.sum(dim=dims).clamp(min=1)
+
+
+def forward(
+    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: Batch
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Teacher-forced decoder logits (B, Q, P, G, vocab) at the decoder's (delayed) positions,
+    their targets (B, Q, P, G), the CE (mean over codebooks), EOT logits (B, steps), EOT BCE.
+
+    The same loss as StreamingDecoder.forward + loss (code + EOS targets, PAD ignored), but the
+    targets get the delay pattern instead of the logits losing it: no per-codebook copies of
+    the logits, whose backward pass would each allocate a logits-sized gradient."""
+    hidden, eot = encoder(batch.user, batch.speaker, batch.emotion)
+    vocab = decoder.vocab
+    steps = append_eos(to_steps(batch.answer, decoder.frames_per_step), vocab, batch.lengths)
+    targets = apply_delay(steps, vocab.pad, decoder.delays)
+    condition = decoder.conditioning(batch.speaker, batch.emotion)
+    logits = decoder.logits(shift_right(targets, vocab.pad), hidden, condition, batch.memory_mask)
+    ce = codebook_ce(logits, targets, vocab.pad).mean()
+    bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
+    return logits, targets, ce, eot, bce
+
+
+@torch.no_grad()
+def validate(
+    encoder: StreamingEncoder,
+    decoder: StreamingDecoder,
+    examples: list[Example],
+    silence: Tensor,
+    config: S2SConfig,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Teacher-forced cross-entropy and token accuracy (per codebook and mean over codebooks, EOS
+    included, PAD ignored) and end-of-turn accuracy at probability 0.5."""
+    encoder.eval()
+    decoder.eval()
+    q = config.codec.num_quantizers
+    correct, total = torch.zeros(q), torch.zeros(q)
+    eot_correct = eot_total = 0
+    ce_sum = 0.0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
+        with autocast(device):
+            logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
+        ce_sum += float(ce) * len(chunk)
+        valid = targets != decoder.vocab.pad
+        hits = (logits.argmax(-1) == targets) & valid
+        correct += hits.sum(dim=(0, 2, 3)).cpu()
+        total += valid.sum(dim=(0, 2, 3)).cpu()
+        eot_correct += int(((eot > 0).float() == batch.eot_labels).sum())
+        eot_total += batch.eot_labels.numel()
+    encoder.train()
+    decoder.train()
+    per_codebook = correct / total.clamp(min=1)
+    return {
+        "val_ce": ce_sum / len(examples),
+        "val_accuracy": float(per_codebook.mean()),
+        **{f"val_accuracy_q{i}": float(a) for i, a in enumerate(per_codebook)},
+        "val_eot_accuracy": eot_correct / max(eot_total, 1),
+    }
+
+
+def _resolve_config(config: str | S2SConfig, codec: CodecConfig) -> S2SConfig:
+    """The preset or config, with the codec checkpoint's codec sizes."""
+    chosen = preset(config) if isinstance(config, str) else config
+    if chosen.codec != codec:
+        log.warning("using the codec checkpoint's codec sizes, not those of %s", chosen.name)
+    return replace(chosen, codec=codec)
+
+
+def load_examples(
+    manifest: Path, codec: TeluCodec, config: S2SConfig, cache: Path, progress: bool = True
+) -> dict[str, list[Example]]:
+    """Train and validation examples of the manifest's dialogue pairs (by the user's split)."""
+    codes = encode_manifest(
+        codec, manifest, cache=cache, frames_per_step=config.frames_per_step, progress=progress
+    )
+    pairs = dialogue_pairs(read_manifest(manifest))
+    return {
+        split: make_examples(
+            [p for p in pairs if p[0].split == split], codes, manifest.parent, config
+        )
+        for split in ("train", "validation")
+    }
+
+
+def train_s2s(
+    manifest: str | Path,
+    codec_checkpoint: str | Path,
+    out_dir: str | Path,
+    steps: int = 3_000,
+    batch_size: int = 8,
+    lr: float = 5e-4,
+    device: str = "auto",
+    resume: bool = False,
+    seed: int = 0,
+    config: str | S2SConfig = "demo",
+    *,
+    log_every: int = 25,
+    eval_every: int = 500,
+    save_every: int = 500,
+    eot_weight: float = EOT_WEIGHT,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
+    train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
+
+    `config` is a preset name or an S2SConfig (its codec sizes are replaced by the codec
+    checkpoint's). Without `resume` an out_dir that already holds train state is an error;
+    with it, a run continues from its last saved step. Returns the last logged means, the
+    latest validation metrics, "first_loss", "step" and "steps_per_second" of this call.
+    """
+    manifest, out = Path(manifest), Path(out_dir)
+    resuming = (out / TRAIN_STATE).exists()
+    if resuming and not resume:
+        raise FileExistsError(f"{out} already holds a training run; resume it or pick another")
+    config = _resolve_config(config, load_config(codec_checkpoint).codec)
+    torch_device = select_device(device)
+    seed_everything(seed)
+    data_generator = torch.Generator().manual_seed(seed)
+
+    codec = TeluCodec(config.codec)
+    load_state(codec_checkpoint, "codec", codec)
+    codec.to(torch_device).eval()
+    encoder = StreamingEncoder(config).to(torch_device).train()
+    decoder = StreamingDecoder(config).to(torch_device).train()
+    model = nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+    optimizer = torch.optim.AdamW(parameter_groups(model, WEIGHT_DECAY), lr=lr, betas=BETAS)
+    scheduler = warmup_cosine(optimizer, max(1, min(WARMUP_STEPS, steps // 10)), steps)
+    modules = {"encoder": encoder, "decoder": decoder}
+
+    start, seconds_before, first_loss = 0, 0.0, None
+    if resuming:
+        state = load_train_state(out, modules, {"s2s": optimizer}, {"s2s": scheduler})
+        if S2SConfig.from_dict(state.extra["config"]) != config:
+            raise ValueError(f"{out} was trained with another configuration than {config.name}")
+        start, seconds_before = state.step, float(state.extra["seconds"])
+        first_loss = state.extra["first_loss"]
+        data_generator.set_state(state.extra["data_rng"])
+        log.info("resuming %s at step %d", out, start)
+
+    out.mkdir(parents=True, exist_ok=True)
+    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress)
+    train, validation = examples["train"], examples["validation"][:MAX_VALIDATION_PAIRS]
+    if not train:
+        raise ValueError(f"{manifest} has no train dialogue pairs (user turns with a pair)")
+    log.info("%d train pairs, %d validation pairs", len(train), len(validation))
+    silence = silence_codes(codec, SILENCE_S, config.frames_per_step)
+    frames_per_step, hop = config.frames_per_step, config.codec.hop
+    fields = [*LOG_FIELDS, *(f"val_accuracy_q{q}" for q in range(config.codec.num_quantizers))]
+    csv_log = CsvLog(out / LOG_FILE, fields, start if resuming else None)
+    averages = Averages()
+    last: dict[str, float] = {}
+    validated: dict[str, float] = {}
+
+    def save(step: int, seconds: float) -> None:
+        extra = {
+            "config": config.to_dict(),
+            "seconds": seconds,
+            "first_loss": first_loss,
+            "data_rng": data_generator.get_state(),
+        }
+        save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
+        metrics = {k: v for k, v in (last | validated).items() if k != "step"}
+        checkpoint = {"codec": codec, "encoder": encoder, "decoder": decoder}
+        save_checkpoint(out, checkpoint, config, {"step": step, "train": metrics})
+
+    bar = progress_bar(steps, start, progress)
+    began = time.perf_counter()
+    for step in range(start + 1, steps + 1):
+        chosen = torch.randperm(len(train), generator=data_generator)[:batch_size]
+        batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
+        with autocast(torch_device):
+            _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device))
+        loss = ce + eot_weight * bce
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        optimizer.step()
+        lr_now = scheduler.get_last_lr()[0]
+        scheduler.step()
+        values = {"loss": loss, "ce": ce, "eot": bce, "grad_norm": grad_norm}
+        averages.add({name: float(value.detach()) for name, value in values.items()})
+        bar.update()
+        seconds = seconds_before + time.perf_counter() - began
+        row: dict[str, float] = {}
+        if step % log_every == 0 or step == steps:
+            last = {"step": step, **averages.pop(), "lr": lr_now, "seconds": seconds}
+            first_loss = last["loss"] if first_loss is None else first_loss
+            bar.set_postfix_str(describe({k: last[k] for k in ("loss", "ce", "eot")}))
+            row = last
+        if validation and (step % eval_every == 0 or step == steps):
+            validated = validate(
+                encoder, decoder, validation, silence, config, batch_size, torch_device
+            )
+            row = {"step": step, **row, **validated}
+        if row:
+            csv_log.write(row)
+        if step % save_every == 0 or step == steps:
+            save(step, seconds)
+    bar.close()
+    ran = steps - start
+    elapsed = time.perf_counter() - began
+    return {
+        **last,
+        **validated,
+        "first_loss": first_loss,
+        "train_pairs": len(train),
+        "validation_pairs": len(validation),
+        "step": max(start, steps),
+        "steps_per_second": ran / elapsed if ran else 0.0,
+    }
+
+
+def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `s2s` to the subcommands of `telugu-s2s train`."""
+    p = subparsers.add_parser(
+        "s2s",
+        help="train the S2S encoder + decoder on a manifest's dialogue pairs",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="manifest (JSONL) with dialogue pairs")
+    p.add_argument("--codec", required=True, help="trained codec checkpoint directory")
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="model sizes")
+    p.add_argument("--out", required=True, help="output directory (checkpoint, state, log)")
+    p.add_argument("--steps", type=int, default=3_000, help="total training steps")
+    p.add_argument("--batch-size", type=int, default=8, help="dialogue pairs per step")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--log-every", type=int, default=25, help="steps per log.csv row")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
+    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(run=_run_train_s2s)
+    return p
+
+
+def _run_train_s2s(args: argparse.Namespace) -> int:
+    metrics = train_s2s(
+        args.data,
+        args.codec,
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        resume=args.resume,
+        seed=args.seed,
+        config=args.preset,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(metrics))
+    return 0
