@@ -1,0 +1,83 @@
+"""`telugu-s2s data import|synth`: the data kit's command-line sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from models.data.importers import IMPORTERS, Fractions, import_dataset
+from models.data.manifest import read_manifest
+from models.data.synth import SMALL_CORPUS, synthesize_corpus
+
+
+def add_data_commands(actions: argparse._SubParsersAction) -> None:
+    """Add `import` and `synth` to the sub-commands of the `data` parser, each with `run`."""
+    imp = actions.add_parser(
+        "import",
+        help="write a manifest for a dataset on disk",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    imp.add_argument("--format", required=True, choices=sorted(IMPORTERS), help="its layout")
+    imp.add_argument("src", help="the unpacked dataset folder (the .csv file for csv)")
+    imp.add_argument("out", help="the manifest to write (.jsonl)")
+    imp.add_argument("--speaker", help="speaker name for every utterance")
+    imp.add_argument(
+        "--fractions",
+        type=_fractions,
+        default="90/5/5",
+        metavar="TRAIN/VALIDATION/TEST",
+        help="shares of the hashed split, e.g. 90/5/5, for data that states none",
+    )
+    imp.add_argument("--log-level", default="warning")
+    imp.set_defaults(run=_import)
+
+    synth = actions.add_parser(
+        "synth",
+        help="speak the synthetic Telugu conversational corpus with espeak-ng",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    synth.add_argument("out_dir", help="folder for user/, agent/ and manifest.jsonl")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    synth.add_argument("--small", action="store_true", help="a tiny corpus, made in seconds")
+    synth.add_argument("--paraphrases", type=int, help="paraphrases per intent (None: all)")
+    synth.add_argument(
+        "--answer-voices", type=int, default=2, help="personas speaking each answer (1-4)"
+    )
+    synth.add_argument("--workers", type=int, help="parallel renders (None: one per CPU)")
+    synth.add_argument("--log-level", default="warning")
+    synth.set_defaults(run=_synth)
+
+
+def _fractions(text: str) -> Fractions:
+    try:
+        train, validation, test = (float(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TRAIN/VALIDATION/TEST, not {text!r}") from None
+    if min(train, validation, test) < 0 or train + validation + test <= 0:
+        raise argparse.ArgumentTypeError(f"shares must be >= 0 and not all 0: {text!r}")
+    return train, validation, test
+
+
+def _import(args: argparse.Namespace) -> int:
+    count = import_dataset(args.format, args.src, args.out, args.speaker, args.fractions)
+    print(f"{args.out}: {count} utterances")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    options = dict(SMALL_CORPUS) if args.small else {}
+    if args.paraphrases is not None:
+        options["paraphrases_per_intent"] = args.paraphrases
+    start = time.monotonic()
+    manifest = synthesize_corpus(
+        args.out_dir,
+        args.seed,
+        answer_voices=args.answer_voices,
+        workers=args.workers,
+        **options,
+    )
+    entries = read_manifest(manifest)
+    hours = sum(e.duration for e in entries) / 3600
+    elapsed = time.monotonic() - start
+    print(f"{manifest}: {len(entries)} files, {hours:.2f} h of audio in {elapsed:.0f} s")
+    return 0
