@@ -38,6 +38,7 @@ from models.train.common import (
     TRAIN_STATE,
     Averages,
     CsvLog,
+    add_run_options,
     autocast,
     describe,
     parameter_groups,
@@ -317,13 +318,7 @@ def add_train_codec_command(subparsers: argparse._SubParsersAction) -> argparse.
         default=32,
         help="channels of each discriminator scale (32 as Encodec; 16 is ~2.4x faster on CPU)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--log-every", type=int, default=50, help="steps per log.csv row")
-    p.add_argument("--save-every", type=int, default=1_000, help="steps between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--log-level", default="warning")
+    add_run_options(p, log_every=50, save_every=1_000)
     p.set_defaults(run=_run_train_codec)
     return p
 

@@ -8,6 +8,7 @@ states and trainer extras, written atomically, so a run resumes exactly where it
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import math
@@ -245,3 +246,14 @@ def progress_bar(total: int, initial: int, enabled: bool = True) -> tqdm:
 def describe(values: Mapping[str, float]) -> str:
     """Compact "name=value" text for a progress bar."""
     return " ".join(f"{name}={value:.3g}" for name, value in values.items())
+
+
+def add_run_options(p: argparse.ArgumentParser, log_every: int, save_every: int) -> None:
+    """The options every `telugu-s2s train` recipe shares: device, resume, logging, seed."""
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--log-every", type=int, default=log_every, help="steps per log.csv row")
+    p.add_argument("--save-every", type=int, default=save_every, help="steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--log-level", default="warning")

@@ -48,6 +48,7 @@ from models.train.common import (
     TRAIN_STATE,
     Averages,
     CsvLog,
+    add_run_options,
     autocast,
     describe,
     load_train_state,
@@ -447,14 +448,8 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     p.add_argument("--steps", type=int, default=3_000, help="total training steps")
     p.add_argument("--batch-size", type=int, default=8, help="dialogue pairs per step")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--log-every", type=int, default=25, help="steps per log.csv row")
     p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
-    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--log-level", default="warning")
+    add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
 
