@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel
@@ -41,11 +41,6 @@ class TurnLatency:
     first_frame: float | None = None
     first_rtp: float | None = None
     jitter_buffer_ms: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return None not in (self.first_pcm, self.first_frame, self.first_rtp)
 
     def stages_ms(self) -> dict[str, float]:
         """Each stage's duration in ms (only those whose ends are known)."""

@@ -12,20 +12,18 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
 
-from agent.audio import MODEL_RATE, read_audio, write_audio
+from agent.audio import MODEL_RATE, write_audio
 from models.controls import EMOTIONS
 from models.data.bank import HESITATIONS, INTENTS, OPENERS, Intent
+from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 
 RATE = MODEL_RATE
@@ -91,18 +89,17 @@ PROSODY: dict[str, Prosody] = {
 def espeak(
     text: str, voice: str, speed: int, pitch: int, amplitude: int = 100, range_pct: int = 100
 ) -> np.ndarray:
-    """Speak `text` with espeak-ng (-v, -s, -p, -a, SSML pitch range); mono float32 at RATE,
-    leading and trailing silence trimmed."""
-    ssml = f'<speak><prosody range="{range_pct}%">{escape(text)}</prosody></speak>'
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        subprocess.run(
-            ["espeak-ng", "-m", "-v", voice, "-s", str(int(np.clip(speed, 80, 450)))]
-            + ["-p", str(int(np.clip(pitch, 0, 99))), "-a", str(amplitude), "-w", str(wav), ssml],
-            check=True,
-            capture_output=True,
-        )
-        return _trim(read_audio(wav, RATE))
+    """Speak `text` in a persona's voice at RATE, leading and trailing silence trimmed."""
+    pcm = synthesize(
+        text,
+        RATE,
+        voice=voice,
+        speed=int(np.clip(speed, 80, 450)),
+        pitch=int(np.clip(pitch, 0, 99)),
+        amplitude=amplitude,
+        range_pct=range_pct,
+    )
+    return _trim(pcm)
 
 
 def _trim(pcm: np.ndarray, margin_s: float = 0.01) -> np.ndarray:
