@@ -9,10 +9,10 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HOST ?= 0.0.0.0
 PORT ?= 8080
-APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu
+APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu coturn
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast bench lint format clean apt-packages demo-model
+.PHONY: serve turn test test-fast bench lint format clean apt-packages demo-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ apt-packages:
 
 serve: $(VENV)/.installed
 	$(BIN)/telugu-s2s serve --host $(HOST) --port $(PORT)
+
+# coturn next to the agent; the shared secret comes from TURN_SECRET or TURN_SECRET_FILE.
+TURN_ARGS ?=
+turn: $(VENV)/.installed apt-packages
+	$(BIN)/telugu-s2s turn $(TURN_ARGS)
 
 test: $(VENV)/.installed-test apt-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

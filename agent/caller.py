@@ -17,12 +17,19 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
 from agent.events import EVENTS_LABEL
+from agent.icepair import selected_pair
 from agent.jitter import install_receive_buffer
 
 FRAME_S = WIRE_FRAME / WIRE_RATE
@@ -53,6 +60,8 @@ class CallReport:
     turns: list[TurnReport]
     events: list[dict[str, Any]]
     client_jitter_buffer_ms: float | None
+    ice_pair: dict[str, Any] | None = None
+    """The caller's selected candidate pair (types and addresses of both ends)."""
 
     @property
     def answered(self) -> int:
@@ -64,6 +73,7 @@ class CallReport:
             "answered": self.answered,
             "turns": [asdict(t) for t in self.turns],
             "client_jitter_buffer_ms": self.client_jitter_buffer_ms,
+            "ice_pair": self.ice_pair,
         }
 
 
@@ -217,9 +227,17 @@ async def call(
     turn_gap_ms: float = 700,
     settle_s: float = 1.5,
     max_wait_s: float = 30.0,
+    ice_servers: list[RTCIceServer] | None = None,
+    relay_only: bool = False,
 ) -> tuple[CallReport, np.ndarray]:
-    """Call the agent at `url` with the given audio; return the report and all audio heard."""
-    pc = RTCPeerConnection()
+    """Call the agent at `url` with the given audio; return the report and all audio heard.
+
+    `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
+    (needs a TURN server in `ice_servers`)."""
+    if relay_only and ice_servers is None:
+        raise ValueError("relay_only needs ice_servers with a TURN server")
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy))
     track = FileTrack(pcm48)
     recorder = Recorder()
     events: list[tuple[float, dict[str, Any]]] = []
@@ -230,11 +248,13 @@ async def call(
     jitter_buffer = install_receive_buffer(receiver, jitter)
     pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
     await pc.setLocalDescription(await pc.createOffer())
+    ice_pair = None
     async with aiohttp.ClientSession() as http:
         session_id, hang_up_url = "", None
         try:
             session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
             await _converse(track, recorder, events, settle_s, max_wait_s)
+            ice_pair = selected_pair(pc)
         finally:
             await recorder.stop()
             await pc.close()
@@ -252,8 +272,23 @@ async def call(
         ),
         events=[e for _, e in events],
         client_jitter_buffer_ms=jitter_buffer.stats.median_ms(last=10_000),
+        ice_pair=ice_pair,
     )
     return report, recorder.audio()
+
+
+async def fetch_ice_servers(url: str) -> list[RTCIceServer]:
+    """The agent's `/ice-config` (STUN, and TURN with fresh credentials) as aiortc servers."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url.rstrip('/')}/ice-config") as resp,
+    ):
+        resp.raise_for_status()
+        body = await resp.json()
+    return [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in body.get("iceServers", [])
+    ]
 
 
 def _is_loopback(url: str) -> bool:

@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     _add_models(commands.add_parser("models", help="facts about the model presets"))
+    _add_turn(
+        commands.add_parser(
+            "turn",
+            help="run coturn for the agent (TURN relay for clients behind NAT)",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+    )
     _add_pipeline(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -115,6 +122,30 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="STUN/TURN URL for the page and the agent (repeatable)",
     )
     p.add_argument(
+        "--turn-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="turn:/turns: URL to hand out with time-limited credentials (repeatable; "
+        "default: $TURN_URLS, comma-separated); the secret comes from $TURN_SECRET or the file",
+    )
+    p.add_argument(
+        "--turn-secret-file",
+        metavar="PATH",
+        help="file holding the TURN shared secret (default: $TURN_SECRET_FILE, $TURN_SECRET)",
+    )
+    p.add_argument(
+        "--turn-ttl",
+        type=int,
+        metavar="SECONDS",
+        help="lifetime of minted TURN credentials, at most 86400 (default: $TURN_TTL_S or 3600)",
+    )
+    p.add_argument(
+        "--turn-for-agent",
+        action="store_true",
+        help="the agent's own peer connections gather TURN candidates too (agent behind NAT)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -131,7 +162,15 @@ def _serve(args: argparse.Namespace) -> int:
     from agent.responders import make_responder
     from signaling.app import create_app
     from signaling.ice import IceConfig
+    from turn.credentials import TurnSettings
 
+    try:
+        turn = TurnSettings.from_env(
+            urls=tuple(args.turn_url), secret_file=args.turn_secret_file, ttl_s=args.turn_ttl
+        )
+    except (OSError, ValueError) as err:
+        print(f"telugu-s2s: TURN configuration: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.torch_threads)
     config = AgentConfig(
         turns=TurnConfig(
@@ -147,7 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         make_responder(args.responder, args.checkpoint, args.preset),
         config,
-        IceConfig(urls=tuple(args.ice_server)),
+        IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
         max_sessions=args.max_sessions,
     )
     print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
@@ -241,6 +280,16 @@ def _add_call(p: argparse.ArgumentParser) -> None:
         default=700,
         help="pauses shorter than this stay inside one user turn",
     )
+    p.add_argument(
+        "--ice-from-server",
+        action="store_true",
+        help="use the agent's /ice-config (STUN, TURN with fresh credentials)",
+    )
+    p.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="gather TURN relay candidates only (implies --ice-from-server)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_call)
@@ -248,14 +297,27 @@ def _add_call(p: argparse.ArgumentParser) -> None:
 
 def _call(args: argparse.Namespace) -> int:
     from agent.audio import WIRE_RATE, read_audio, write_audio
-    from agent.caller import call
+    from agent.caller import call, fetch_ice_servers
 
     pcm = read_audio(args.audio, WIRE_RATE)
-    report, heard = asyncio.run(
-        call(
-            args.url, pcm, args.speaker, args.emotion, args.endpoint, args.jitter, args.turn_gap_ms
+
+    async def run() -> tuple:
+        servers = None
+        if args.ice_from_server or args.relay_only:
+            servers = await fetch_ice_servers(args.url)
+        return await call(
+            args.url,
+            pcm,
+            args.speaker,
+            args.emotion,
+            args.endpoint,
+            args.jitter,
+            args.turn_gap_ms,
+            ice_servers=servers,
+            relay_only=args.relay_only,
         )
-    )
+
+    report, heard = asyncio.run(run())
     if args.out:
         write_audio(args.out, heard, WIRE_RATE)
     if args.json:
@@ -276,6 +338,12 @@ def _call(args: argparse.Namespace) -> int:
         print("no answer arrived", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_turn(p: argparse.ArgumentParser) -> None:
+    from turn.cli import add_turn_arguments
+
+    add_turn_arguments(p)
 
 
 if __name__ == "__main__":

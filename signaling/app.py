@@ -48,8 +48,9 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def ice_config(request: web.Request) -> web.Response:
+    """ICE servers for one call page; TURN credentials are fresh on every request."""
     ice: IceConfig = request.app[ICE]
-    return web.json_response(ice.for_client())
+    return web.json_response(ice.for_client(), headers={"Cache-Control": "no-store"})
 
 
 async def options(request: web.Request) -> web.Response:

@@ -66,7 +66,7 @@ class CallManager:
             self.responder,
             self.config,
             self.metrics,
-            rtc_config=self.ice.for_agent(),
+            rtc_config=self.ice.for_agent(session_id),
             on_closed=self._forget,
         )
         self.sessions[session_id] = session  # counts against the cap from now on

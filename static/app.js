@@ -15,6 +15,7 @@
     remoteQuietMs: 200,          // quiet needed before a remote rise counts as an onset
     pollMs: 10,                  // level polling period (setInterval works in background tabs)
     iceGatherTimeoutMs: 3000,    // fallback when gathering never reaches "complete"
+    iceTransportPolicy: 'all',   // 'relay': TURN only (what a phone behind strict NAT gets)
     disconnectGraceMs: 2000,     // "disconnected" may recover; end the call if it does not
     maxRows: 200,                // latency rows kept in the table
     maxLogItems: 50,             // event log entries kept
@@ -615,7 +616,7 @@
       const iceServers = await loadIceConfig();
       if (call.ended) return release(call);
 
-      const pc = new RTCPeerConnection({ iceServers });
+      const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: config.iceTransportPolicy });
       call.pc = pc;
       agentCall.pc = pc;
       pc.addEventListener('connectionstatechange', () => onStateChange(call));
