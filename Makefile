@@ -53,7 +53,7 @@ test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test apt-packages
-	$(BIN)/python benchmarks/latency.py --spawn
+	$(BIN)/python -m benchmarks.latency --spawn
 
 # The demo model from scratch on 2 CPU cores in about 2 hours: synthetic Telugu corpus, codec
 # (reconstruction, then adversarial), S2S transformer, then a float16 export with its
