@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aioice.stun import TransactionFailed
+from aioice.stun import Class, Message, Method, TransactionFailed
 
 from tests.turn_support import HOST, SECRET, allocate, insecure_tls, running_coturn
 from turn.credentials import mint, sign
@@ -71,6 +71,25 @@ async def test_a_credential_stops_working_when_it_expires(coturn: Coturn) -> Non
     with pytest.raises(TransactionFailed) as refused:
         await allocate((HOST, coturn.config.port), cred.username, cred.password)
     assert refused.value.response.error_code == 401
+
+
+async def test_a_live_allocation_outlives_its_credential(coturn: Coturn) -> None:
+    """coturn checks the expiry when a relay is allocated, not when it is refreshed: a call
+    keeps its relay past the TTL; only a new allocation (a new call, an ICE restart) needs
+    fresh credentials."""
+    cred = mint(SECRET, "long-call", ttl_s=1)
+    client = await allocate((HOST, coturn.config.port), cred.username, cred.password)
+    try:
+        await asyncio.sleep(max(0.0, cred.expires_at - time.time()) + 1.1)
+        refresh = Message(message_method=Method.REFRESH, message_class=Class.REQUEST)
+        refresh.attributes["LIFETIME"] = 600
+        response, _ = await client.request_with_retry(refresh)
+        assert response.attributes["LIFETIME"] == 600
+        with pytest.raises(TransactionFailed) as refused:
+            await allocate((HOST, coturn.config.port), cred.username, cred.password)
+        assert refused.value.response.error_code == 401
+    finally:
+        await client.delete()
 
 
 @pytest.mark.parametrize(
