@@ -5,11 +5,11 @@ after each for the answer, and measures for every turn the time from the last sa
 speech to the first sample of the answer it hears back; the agent's own stage timings come
 with each turn. Prints p50 and p95 of each figure and ends with one JSON line.
 
-    python benchmarks/latency.py --url http://127.0.0.1:8080 --turns 20
-    python benchmarks/latency.py --spawn --turns 20                 # starts its own agent
-    python benchmarks/latency.py --spawn --jitter aiortc            # aiortc's jitter buffers
-    python benchmarks/latency.py --spawn --turn udp                 # relay-only via a coturn
-    python benchmarks/latency.py --url URL --relay-only             # via the agent's TURN
+    python -m benchmarks.latency --url http://127.0.0.1:8080 --turns 20
+    python -m benchmarks.latency --spawn --turns 20                 # starts its own agent
+    python -m benchmarks.latency --spawn --jitter aiortc            # aiortc's jitter buffers
+    python -m benchmarks.latency --spawn --turn udp                 # relay-only via a coturn
+    python -m benchmarks.latency --url URL --relay-only             # via the agent's TURN
 """
 
 from __future__ import annotations
