@@ -217,8 +217,10 @@ async def call(
     turn_gap_ms: float = 700,
     settle_s: float = 1.5,
     max_wait_s: float = 30.0,
+    token: str | None = None,
 ) -> tuple[CallReport, np.ndarray]:
-    """Call the agent at `url` with the given audio; return the report and all audio heard."""
+    """Call the agent at `url` with the given audio; return the report and all audio heard.
+    `token`: the server's API token, sent as `Authorization: Bearer`."""
     pc = RTCPeerConnection()
     track = FileTrack(pcm48)
     recorder = Recorder()
@@ -230,7 +232,8 @@ async def call(
     jitter_buffer = install_receive_buffer(receiver, jitter)
     pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
     await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with aiohttp.ClientSession(headers=headers) as http:
         session_id, hang_up_url = "", None
         try:
             session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
