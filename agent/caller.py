@@ -23,7 +23,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
 from agent.events import EVENTS_LABEL
+from agent.icefix import install as install_ice_fix
 from agent.jitter import install_receive_buffer
+
+install_ice_fix()
 
 FRAME_S = WIRE_FRAME / WIRE_RATE
 LOUD = 0.01

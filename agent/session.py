@@ -34,6 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
+from agent.icefix import install as install_ice_fix
 from agent.jitter import install_receive_buffer
 from agent.metrics import AgentMetrics
 from agent.outbound import AnswerTrack
@@ -41,6 +42,8 @@ from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
 from agent.vad import WINDOW, SileroVAD
+
+install_ice_fix()
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
