@@ -29,8 +29,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
 from agent.events import EVENTS_LABEL
+from agent.icefix import install as install_ice_fix
 from agent.icepair import selected_pair
 from agent.jitter import install_receive_buffer
+
+install_ice_fix()
 
 FRAME_S = WIRE_FRAME / WIRE_RATE
 LOUD = 0.01
@@ -229,11 +232,13 @@ async def call(
     max_wait_s: float = 30.0,
     ice_servers: list[RTCIceServer] | None = None,
     relay_only: bool = False,
+    token: str | None = None,
 ) -> tuple[CallReport, np.ndarray]:
     """Call the agent at `url` with the given audio; return the report and all audio heard.
 
     `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
-    (needs a TURN server in `ice_servers`)."""
+    (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
+    `Authorization: Bearer`."""
     if relay_only and ice_servers is None:
         raise ValueError("relay_only needs ice_servers with a TURN server")
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
@@ -249,7 +254,8 @@ async def call(
     pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
     await pc.setLocalDescription(await pc.createOffer())
     ice_pair = None
-    async with aiohttp.ClientSession() as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with aiohttp.ClientSession(headers=headers) as http:
         session_id, hang_up_url = "", None
         try:
             session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)

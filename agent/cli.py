@@ -12,6 +12,7 @@ from agent.config import AgentConfig, TurnConfig
 
 DEFAULT_TURNS = TurnConfig()
 DEFAULT_AGENT = AgentConfig()
+DEFAULT_RATE_LIMIT = "20/min"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def _add_serve(p: argparse.ArgumentParser) -> None:
     from agent.responders import RESPONDERS
     from models.config import PRESETS
+    from signaling.auth import TOKEN_ENV
 
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
@@ -72,7 +74,36 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset", default="demo", choices=sorted(PRESETS), help="model sizes without checkpoint"
     )
-    p.add_argument("--max-sessions", type=int, default=8, help="calls at once; more get 503")
+    p.add_argument(
+        "--max-sessions", type=int, default=8, help="calls at once; more get 503 + Retry-After"
+    )
+    p.add_argument(
+        "--rate-limit",
+        default=DEFAULT_RATE_LIMIT,
+        metavar="N/PERIOD",
+        help="call requests per client address, e.g. 20/min, 2/s, 100/h; more get "
+        "429 + Retry-After; 'off' disables",
+    )
+    p.add_argument(
+        "--rate-burst",
+        type=int,
+        metavar="N",
+        help="call requests one address may make at once (None: the N of --rate-limit)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR[/BITS]",
+        help="reverse proxy whose X-Forwarded-For names the client (repeatable); "
+        "without one the header is ignored",
+    )
+    p.add_argument(
+        "--api-token-file",
+        metavar="PATH",
+        help=f"call requests need 'Authorization: Bearer <token>' with the token in this "
+        f"file (or in ${TOKEN_ENV}); None: no token needed",
+    )
     p.add_argument(
         "--vad-threshold",
         type=float,
@@ -168,8 +199,9 @@ def _serve(args: argparse.Namespace) -> int:
         turn = TurnSettings.from_env(
             urls=tuple(args.turn_url), secret_file=args.turn_secret_file, ttl_s=args.turn_ttl
         )
+        access = _access_policy(args)
     except (OSError, ValueError) as err:
-        print(f"telugu-s2s: TURN configuration: {err}", file=sys.stderr)
+        print(f"telugu-s2s serve: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.torch_threads)
     config = AgentConfig(
@@ -188,10 +220,27 @@ def _serve(args: argparse.Namespace) -> int:
         config,
         IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
         max_sessions=args.max_sessions,
+        access=access,
     )
     print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
+    if access.api_token is not None:
+        print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
     return 0
+
+
+def _access_policy(args: argparse.Namespace):  # noqa: ANN202 - signaling.admission.AccessPolicy
+    """Rate limit, trusted proxies and API token from the serve options."""
+    from signaling.admission import AccessPolicy
+    from signaling.auth import load_token
+    from signaling.clientip import parse_networks
+    from signaling.ratelimit import RateLimit
+
+    return AccessPolicy(
+        rate_limit=RateLimit.parse(args.rate_limit, args.rate_burst),
+        trusted_proxies=parse_networks(args.trusted_proxy),
+        api_token=load_token(args.api_token_file),
+    )
 
 
 def _add_pipeline(commands: argparse._SubParsersAction) -> None:
@@ -290,6 +339,11 @@ def _add_call(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="gather TURN relay candidates only (implies --ice-from-server)",
     )
+    p.add_argument(
+        "--api-token-file",
+        metavar="PATH",
+        help="the server's API token, in this file or in $API_TOKEN",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_call)
@@ -298,6 +352,7 @@ def _add_call(p: argparse.ArgumentParser) -> None:
 def _call(args: argparse.Namespace) -> int:
     from agent.audio import WIRE_RATE, read_audio, write_audio
     from agent.caller import call, fetch_ice_servers
+    from signaling.auth import load_token
 
     pcm = read_audio(args.audio, WIRE_RATE)
 
@@ -315,6 +370,7 @@ def _call(args: argparse.Namespace) -> int:
             args.turn_gap_ms,
             ice_servers=servers,
             relay_only=args.relay_only,
+            token=load_token(args.api_token_file),
         )
 
     report, heard = asyncio.run(run())

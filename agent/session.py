@@ -34,6 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
+from agent.icefix import install as install_ice_fix
 from agent.jitter import install_receive_buffer
 from agent.metrics import AgentMetrics
 from agent.outbound import AnswerTrack
@@ -41,6 +42,8 @@ from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
 from agent.vad import WINDOW, SileroVAD
+
+install_ice_fix()
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,6 +87,8 @@ class Session:
         self._answering_turn = 0
         """The turn whose answer is being generated (or was last)."""
         self._closing = False
+        self._closer: asyncio.Task | None = None
+        """The close() task started by the call itself (kept: the loop holds tasks weakly)."""
         self._counted = False
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -109,7 +114,10 @@ class Session:
         return self.pc.localDescription
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        self.events.attach(channel)
+        if not self.events.attach(channel):
+            log.info("session %s: closing unexpected data channel %r", self.id, channel.label)
+            channel.close()  # the agent speaks on one `events` channel and listens on none
+            return
         channel.on("open", self._say_hello)
         if channel.readyState == "open":
             self._say_hello()
@@ -250,8 +258,10 @@ class Session:
     # teardown ---------------------------------------------------------------------------
 
     def _close_soon(self, reason: str) -> None:
-        if not self._closing:
-            asyncio.get_running_loop().create_task(self.close(reason))
+        if not self._closing and self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(
+                self.close(reason), name=f"close-{self.id}"
+            )
 
     async def close(self, reason: str = "hang-up") -> None:
         """End the call and free everything it holds; safe to call more than once."""

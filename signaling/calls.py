@@ -17,6 +17,7 @@ from agent.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER
+from signaling.admission import GATE
 from signaling.guards import (
     ClientError,
     check_emotion,
@@ -30,6 +31,7 @@ from signaling.ice import IceConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+"""Retry-After of the 503 at the session cap."""
 
 
 class CallManager:
@@ -104,6 +106,7 @@ def _manager(request: web.Request) -> CallManager:
 
 async def post_offer(request: web.Request) -> web.Response:
     """JSON offer in, JSON answer out (the convention of aiortc's examples)."""
+    request.app[GATE].admit(request)
     offer = parse_offer_json(await read_body(request))
     session = await _manager(request).open_call(
         offer.sdp, CallOptions(speaker=offer.speaker, emotion=offer.emotion)
@@ -114,6 +117,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
 async def post_whip(request: web.Request) -> web.Response:
     """WHIP (RFC 9725 style): SDP offer body in, `201 Created` with the answer and Location."""
+    request.app[GATE].admit(request)
     if request.content_type != "application/sdp":
         raise ClientError(415, "unsupported_media_type", "Content-Type must be application/sdp")
     body = await read_body(request)

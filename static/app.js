@@ -32,6 +32,21 @@
   };
   window.agentCall = agentCall;
 
+  // ---- API token -------------------------------------------------------------
+  // A server started with an API token wants `Authorization: Bearer <token>` on the call
+  // request. Open the page as /#token=<token>: the fragment never reaches the server (or its
+  // logs); the page keeps the token in memory and removes it from the address bar.
+  const apiToken = (() => {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const token = params.get('token');
+    if (token !== null) {
+      params.delete('token');
+      const rest = params.toString();
+      history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+    }
+    return token || null;
+  })();
+
   // ---- Labels (Telugu / English) -------------------------------------------
   const STATUS_TEXT = {
     idle: 'సిద్ధం / Ready',
@@ -648,9 +663,11 @@
       const body = { sdp: pc.localDescription.sdp, type: 'offer' };
       if (el.speaker.value) body.speaker = el.speaker.value;
       if (el.emotion.value) body.emotion = el.emotion.value;
+      const headers = { 'Content-Type': 'application/json' };
+      if (apiToken) headers.Authorization = `Bearer ${apiToken}`;
       const res = await fetch('/offer', {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
+        headers,
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(await errorMessage(res));

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from agent.config import AgentConfig
 from agent.responders import Responder, make_responder
+from signaling.admission import AccessPolicy
 from signaling.app import create_app
 from signaling.calls import CALLS
 from signaling.ice import IceConfig
@@ -32,12 +33,14 @@ async def start_agent(
     max_sessions: int = 8,
     responder: Responder | None = None,
     ice: IceConfig | None = None,
+    access: AccessPolicy | None = None,
 ):
     app = create_app(
         responder or make_responder("parrot"),
         config or AgentConfig(),
         ice=ice,
         max_sessions=max_sessions,
+        access=access,
     )
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()
