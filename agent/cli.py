@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def _add_serve(p: argparse.ArgumentParser) -> None:
     from agent.responders import RESPONDERS
     from models.config import PRESETS
+    from models.loading import DEMO_CHECKPOINT
     from signaling.auth import TOKEN_ENV
 
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
@@ -63,16 +64,22 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "--responder",
         default="parrot",
         choices=RESPONDERS,
-        help="parrot plays each turn back; codec does so through TeluCodec; "
-        "s2s answers with the transformer",
+        help="s2s answers with the transformer; parrot plays each turn back; codec does so "
+        "through TeluCodec",
     )
     p.add_argument(
         "--checkpoint",
-        help="model directory for codec/s2s (default: the preset's untrained weights, "
-        "for latency work only)",
+        default=str(DEMO_CHECKPOINT),
+        help="model directory for codec/s2s (default: the shipped demo model)",
     )
     p.add_argument(
-        "--preset", default="demo", choices=sorted(PRESETS), help="model sizes without checkpoint"
+        "--untrained",
+        action="store_true",
+        help="codec/s2s with the --preset's random weights instead of a checkpoint "
+        "(latency work only)",
+    )
+    p.add_argument(
+        "--preset", default="demo", choices=sorted(PRESETS), help="model sizes with --untrained"
     )
     p.add_argument(
         "--max-sessions", type=int, default=8, help="calls at once; more get 503 + Retry-After"
@@ -121,6 +128,19 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_TURNS.min_silence_ms,
         help="silence that ends a turn (chosen by benchmarks/turn_silence.py)",
+    )
+    p.add_argument(
+        "--eot",
+        default=DEFAULT_TURNS.eot,
+        choices=["silence", "model"],
+        help="end of turn after --min-silence-ms of silence, or as soon as the s2s model's "
+        "end-of-turn head is confident in a pause (the silence rule stays as the fallback)",
+    )
+    p.add_argument(
+        "--eot-threshold",
+        type=float,
+        default=DEFAULT_TURNS.eot_threshold,
+        help="end-of-turn probability that ends the turn with --eot model",
     )
     p.add_argument(
         "--speech-pad-ms",
@@ -210,13 +230,16 @@ def _serve(args: argparse.Namespace) -> int:
             min_speech_ms=args.min_speech_ms,
             min_silence_ms=args.min_silence_ms,
             speech_pad_ms=args.speech_pad_ms,
+            eot=args.eot,
+            eot_threshold=args.eot_threshold,
         ),
         barge_in=not args.no_barge_in,
         jitter=args.jitter,
         peer_timeout_s=args.peer_timeout,
     )
+    checkpoint = None if args.untrained else args.checkpoint
     app = create_app(
-        make_responder(args.responder, args.checkpoint, args.preset),
+        make_responder(args.responder, checkpoint, args.preset),
         config,
         IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
         max_sessions=args.max_sessions,
@@ -282,6 +305,26 @@ def _add_models(p: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--log-level", default="warning")
     export.set_defaults(run=_models_export)
+    card = actions.add_parser(
+        "card", help="write a checkpoint's MODEL_CARD.md from its runs' logs and eval files"
+    )
+    card.add_argument("checkpoint", help="shipped checkpoint directory (holds eval-*.json)")
+    card.add_argument("--codec-run", required=True, help="the codec's training directory")
+    card.add_argument("--s2s-run", required=True, help="the S2S training directory")
+    card.add_argument("--data", required=True, help="the manifest the runs trained on")
+    card.add_argument(
+        "--command", default="make demo-model", help="the command that reproduces the model"
+    )
+    card.add_argument("--log-level", default="warning")
+    card.set_defaults(run=_models_card)
+
+
+def _models_card(args: argparse.Namespace) -> int:
+    from models.card import write_card
+
+    path = write_card(args.checkpoint, args.codec_run, args.s2s_run, args.data, args.command)
+    print(path)
+    return 0
 
 
 def _models_export(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ The code below reads in the order a frame travels:
   remote track (Opus decoded by aiortc, 48 kHz)
     -> _listen: resample to 16 kHz mono, cut 512-sample windows
     -> _hear (listening worker thread): Silero VAD probability, responder.hear(window)
+       (which returns the responder's end-of-turn probability, if it has a head)
     -> TurnDetector: speech started / end of turn        -> events, barge-in
     -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
@@ -156,8 +157,8 @@ class Session:
                 arrived = time.monotonic()
                 for window in windows.push(to_model_rate.frame(frame)):
                     start = windows.samples_out - WINDOW
-                    prob = await self._in(self._listener, self._hear, window, start)
-                    event = self._turns.update(prob, arrived)
+                    prob, eot_prob = await self._in(self._listener, self._hear, window, start)
+                    event = self._turns.update(prob, arrived, eot_prob)
                     if event is not None:
                         self._on_turn_event(event)
         except MediaStreamError:
@@ -167,12 +168,12 @@ class Session:
         finally:
             self._close_soon(reason)
 
-    def _hear(self, window: np.ndarray, start: int) -> float:
-        """Listening worker: the VAD's verdict on a window; the responder hears it too."""
+    def _hear(self, window: np.ndarray, start: int) -> tuple[float, float | None]:
+        """Listening worker: the VAD's speech probability of a window; the responder hears it
+        too and gives its end-of-turn probability (None without an end-of-turn head)."""
         assert self._vad is not None
         prob = self._vad.prob(window)
-        self._responder.hear(window, start)
-        return prob
+        return prob, self._responder.hear(window, start)
 
     def _on_turn_event(self, event: TurnEvent) -> None:
         if event.kind is TurnEventKind.SPEECH_STARTED:

@@ -8,6 +8,8 @@ with each turn. Prints p50 and p95 of each figure and ends with one JSON line.
     python -m benchmarks.latency --url http://127.0.0.1:8080 --turns 20
     python -m benchmarks.latency --spawn --turns 20                 # starts its own agent
     python -m benchmarks.latency --spawn --jitter aiortc            # aiortc's jitter buffers
+    python -m benchmarks.latency --spawn --eot model                # the model's end of turn
+    python -m benchmarks.latency --spawn --responder parrot         # no model in the path
     python -m benchmarks.latency --spawn --turn udp                 # relay-only via a coturn
     python -m benchmarks.latency --url URL --relay-only             # via the agent's TURN
 """
@@ -158,6 +160,18 @@ def main() -> int:
     )
     parser.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
     parser.add_argument(
+        "--responder",
+        choices=["s2s", "codec", "parrot"],
+        default="s2s",
+        help="the spawned agent's responder",
+    )
+    parser.add_argument(
+        "--eot",
+        choices=["silence", "model"],
+        default="silence",
+        help="the spawned agent's end-of-turn rule",
+    )
+    parser.add_argument(
         "--answer-room",
         type=float,
         default=1.5,
@@ -193,7 +207,11 @@ def main() -> int:
     relay_only = args.relay_only or bool(args.turn)
     try:
         if args.spawn:
-            server_args, env = ["--jitter", args.jitter, *args.server_arg], {}
+            server_args = [
+                *("--jitter", args.jitter, "--responder", args.responder, "--eot", args.eot),
+                *args.server_arg,
+            ]
+            env: dict[str, str] = {}
             if args.turn:
                 coturn, env = start_coturn()
                 url_index = {"udp": 0, "tcp": 1}[args.turn]
@@ -226,6 +244,8 @@ def main() -> int:
         "jitter": args.jitter,
         "relay_only": relay_only,
         "ice_pair": report.ice_pair,
+        "responder": args.responder if args.spawn else None,
+        "eot": args.eot if args.spawn else None,
         "turns": len(turns),
         "answered": report.answered,
         "client_jitter_buffer_ms": report.client_jitter_buffer_ms,

@@ -31,6 +31,8 @@ from signaling.ice import IceConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+ACCEPT_TIMEOUT_S = 10.0
+"""Longest the agent spends answering one offer (parsing, candidate resolution, gathering)."""
 """Retry-After of the 503 at the session cap."""
 
 
@@ -45,6 +47,11 @@ class CallManager:
         ice: IceConfig,
         max_sessions: int,
     ) -> None:
+        if config.turns.eot == "model" and not responder.has_eot_head:
+            raise ValueError(
+                f"end of turn by model needs a responder with an end-of-turn head (s2s), "
+                f"not {responder.name}"
+            )
         self.responder = responder
         self.config = config
         self.metrics = metrics
@@ -73,7 +80,14 @@ class CallManager:
         )
         self.sessions[session_id] = session  # counts against the cap from now on
         try:
-            await session.accept(RTCSessionDescription(sdp=sdp, type="offer"))
+            async with asyncio.timeout(ACCEPT_TIMEOUT_S):
+                await session.accept(RTCSessionDescription(sdp=sdp, type="offer"))
+        except TimeoutError:
+            await session.close("offer timed out")
+            self.metrics.rejected.labels(reason="bad_offer").inc()
+            raise ClientError(
+                400, "offer_timeout", f"the offer could not be answered in {ACCEPT_TIMEOUT_S:g} s"
+            ) from None
         except Exception as exc:
             await session.close("offer refused")
             self.metrics.rejected.labels(reason="bad_offer").inc()
