@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CANCEL_WAIT_S = 2.0
 """How long close() waits for the call's cancelled tasks before going on without them."""
+PC_CLOSE_TIMEOUT_S = 5.0
+"""How long close() waits for aiortc to close the peer connection before freeing the rest."""
 
 
 class Session:
@@ -281,7 +283,16 @@ class Session:
             for task in stuck:
                 log.warning("session %s: task %s did not stop", self.id, task.get_name())
         self.answer_track.stop()
-        await self.pc.close()
+        try:
+            async with asyncio.timeout(PC_CLOSE_TIMEOUT_S):
+                await self.pc.close()
+        except Exception:  # aiortc can fail or stall closing a half-negotiated connection
+            log.warning("session %s: peer connection did not close cleanly", self.id, exc_info=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Free what the call holds besides its peer connection; the call is then over."""
         self._listener.submit(self._responder.close)
         for worker in (self._listener, self._answerer):
             worker.shutdown(wait=False, cancel_futures=True)

@@ -13,12 +13,13 @@ encoder's end-of-turn head learns per step: 0 up to the step holding the last sp
 (the last sample above -40 dBFS in the user audio), 1 after it. The decoder's memory is the
 user audio only (the appended silence is masked out), as the agent gives it the turn's audio.
 
-Recipe: random batches of pairs, AdamW (weight decay on weights only) with warm-up and cosine
-decay, gradient clipping, bf16 autocast on CUDA and on CPUs with native bf16 kernels, else
-fp32. Validation (teacher-forced token accuracy per codebook and mean, end-of-turn accuracy)
-runs on the validation pairs every `eval_every` steps. `out_dir` receives the checkpoint
-(codec + encoder + decoder, loadable with `models.loading.load`), train_state.pt (see
-models.train.common), log.csv and codes.pt (the manifest's codec codes, reused by later runs).
+Recipe: random batches of pairs of similar length, AdamW (weight decay on weights only) with
+warm-up and cosine decay, gradient clipping, bf16 autocast on CUDA and on CPUs with native
+bf16 kernels, else fp32. Validation (teacher-forced token accuracy per codebook and mean,
+end-of-turn accuracy) runs on the validation pairs every `eval_every` steps. `out_dir` receives
+the checkpoint (codec + encoder + decoder, loadable with `models.loading.load`), train_state.pt
+(see models.train.common), log.csv and codes.pt (the manifest's codec codes, reused by later
+runs).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ WARMUP_STEPS = 500
 CLIP = 1.0
 CODES_FILE = "codes.pt"
 MAX_VALIDATION_PAIRS = 256
+LENGTH_POOL = 8
+"""A batch is drawn from the batch_size x LENGTH_POOL examples nearest in length to a random
+one (about a third less padding than random batches on the synthetic corpus)."""
 LOG_FIELDS = (
     "step",
     "loss",
@@ -209,6 +213,17 @@ def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop:
         speaker=torch.tensor([e.speaker for e in examples]),
         emotion=torch.tensor([e.emotion for e in examples]),
     )
+
+
+def length_batch(order: Tensor, batch_size: int, generator: torch.Generator, pool: int) -> Tensor:
+    """Indices of one batch of similar lengths: a random position in `order` (the examples
+    sorted by length) and `batch_size` examples drawn from the `batch_size * pool` around it,
+    so that little of a batch is padding."""
+    window = min(len(order), batch_size * pool)
+    centre = int(torch.randint(len(order), (1,), generator=generator))
+    start = min(max(centre - window // 2, 0), len(order) - window)
+    picked = torch.randperm(window, generator=generator)[:batch_size]
+    return order[start + picked]
 
 
 def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
@@ -407,8 +422,9 @@ def train_s2s(
 
     bar = progress_bar(steps, start, progress)
     began = time.perf_counter()
+    by_length = torch.tensor([e.user.shape[1] + e.answer.shape[1] for e in train]).argsort()
     for step in range(start + 1, steps + 1):
-        chosen = torch.randperm(len(train), generator=data_generator)[:batch_size]
+        chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
         batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
         with autocast(torch_device, cpu_bf16=True):
             _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device))

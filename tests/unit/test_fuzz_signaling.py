@@ -118,3 +118,52 @@ def test_fuzz_calls_by_id(served, session_id, method):
 )
 def test_fuzz_read_only_endpoints(served, path, method, query, body):
     assert ok(served.request(method, path, params=query, data=body))
+
+
+@pytest.fixture(scope="module")
+def real_offer(served) -> list[str]:
+    """The lines of a real aiortc offer (audio + the events data channel)."""
+    from tests.unit.test_signaling import make_offer
+
+    return served.run(make_offer()).splitlines()
+
+
+MUTATED = settings(FUZZ, max_examples=120)
+
+
+@MUTATED
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["delete", "duplicate", "garble", "swap"]),
+            st.integers(min_value=0, max_value=10_000),
+            st.integers(min_value=0, max_value=10_000),
+            st.text(max_size=8),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    endpoint=st.sampled_from(["offer", "whip"]),
+)
+def test_fuzz_mutated_real_offers(served, real_offer, edits, endpoint):
+    """Lines of a real offer deleted, duplicated, garbled or swapped: a 4xx or an answer, in
+    bounded time."""
+    lines = list(real_offer)
+    for kind, i, j, text in edits:
+        i, j = i % len(lines), j % len(lines)
+        if kind == "delete" and len(lines) > 1:
+            del lines[i]
+        elif kind == "duplicate":
+            lines.insert(i, lines[i])
+        elif kind == "garble":
+            cut = j % (len(lines[i]) + 1)
+            lines[i] = lines[i][:cut] + text + lines[i][cut + len(text) :]
+        elif kind == "swap":
+            lines[i], lines[j] = lines[j], lines[i]
+    sdp = "\r\n".join(lines) + "\r\n"
+    if endpoint == "offer":
+        status = served.request("POST", "/offer", json={"sdp": sdp, "type": "offer"})
+    else:
+        headers = {"Content-Type": "application/sdp"}
+        status = served.request("POST", "/v1/calls", data=sdp.encode(), headers=headers)
+    assert ok(status)

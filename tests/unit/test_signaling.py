@@ -118,6 +118,22 @@ async def test_an_offer_the_agent_cannot_answer_in_time_is_refused_and_freed(
     assert "telugu_s2s_active_sessions 0.0" in text
 
 
+async def test_an_offer_aiortc_fails_to_close_is_refused_and_freed(agent, http):
+    """Found by fuzzing: a data channel's mid swapped with a candidate line makes aiortc's own
+    close() raise on the half-built connection; the offer still gets a 4xx and the call is
+    freed (it used to be a 500 and a session whose close() never finished)."""
+    lines = (await make_offer()).splitlines()
+    mid = lines.index("a=mid:1")
+    candidate = next(i for i, line in enumerate(lines) if line.startswith("a=candidate"))
+    lines[mid], lines[candidate] = lines[candidate], lines[mid]
+    sdp = "\r\n".join(lines) + "\r\n"
+    status, payload, _ = await post_json(http, f"{agent.url}/offer", {"sdp": sdp, "type": "offer"})
+    assert 400 <= status < 500, payload
+    assert agent.sessions == {}
+    text = await (await http.get(f"{agent.url}/metrics")).text()
+    assert "telugu_s2s_active_sessions 0.0" in text
+
+
 async def test_unknown_speaker_and_emotion_list_the_valid_ones(agent, http):
     sdp = await make_offer()
     payload = await expect_refused(

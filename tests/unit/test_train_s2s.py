@@ -361,6 +361,23 @@ def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_pat
     assert "| test | " in card and "make demo-model" in card
 
 
+def test_length_batches_hold_examples_of_similar_length() -> None:
+    from models.train.s2s import length_batch
+
+    lengths = torch.randint(100, 2000, (500,), generator=torch.Generator().manual_seed(1))
+    order = lengths.argsort()
+    generator = torch.Generator().manual_seed(0)
+    spreads = []
+    for _ in range(50):
+        batch = length_batch(order, 8, generator, pool=4)
+        assert len(set(batch.tolist())) == 8 and batch.max() < 500
+        spreads.append(int(lengths[batch].max() - lengths[batch].min()))
+    random_spread = int(lengths.max() - lengths.min())
+    assert max(spreads) < random_spread / 5  # 32 neighbours of 500 in sorted order
+    small = length_batch(order[:5], 8, generator, pool=4)  # fewer examples than a batch
+    assert sorted(small.tolist()) == sorted(order[:5].tolist())
+
+
 def _dtw_by_definition(a: np.ndarray, b: np.ndarray) -> float:
     total = np.full((len(a) + 1, len(b) + 1), np.inf)
     total[0, 0] = 0.0
