@@ -27,6 +27,7 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -34,9 +35,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
-from agent.jitter import install_receive_buffer
 from agent.metrics import AgentMetrics
+from agent.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.outbound import AnswerTrack
+from agent.receive import concealment, install_receive_buffer
 from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
@@ -78,6 +80,7 @@ class Session:
         self._turns = TurnDetector(config.turns)
         self._probe = FirstPacketProbe()
         self._jitter: Any = None
+        self._receiver: RTCRtpReceiver | None = None
         self._latency: dict[int, TurnLatency] = {}
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
@@ -100,8 +103,12 @@ class Session:
         if self._listen_task is None:
             raise ValueError("the offer has no audio the agent can receive")
         self.pc.addTrack(self.answer_track)
+        if self.config.opus_fec:
+            offer_fec(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sender = next(s for s in self.pc.getSenders() if s.track is self.answer_track)
+        if self.config.opus_fec and opus_negotiated(self.pc, sender):
+            use_speech_encoder(sender)
         self._probe.attach(sender.transport)
         self.metrics.sessions.inc()
         self.metrics.active_sessions.inc()
@@ -131,6 +138,7 @@ class Session:
             return
         receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
         self._jitter = install_receive_buffer(receiver, self.config.jitter)
+        self._receiver = receiver
         self._listen_task = asyncio.create_task(self._listen(track), name=f"listen-{self.id}")
 
     # inbound: frames -> windows -> VAD -> turns -------------------------------------------
@@ -271,6 +279,7 @@ class Session:
                 log.warning("session %s: task %s did not stop", self.id, task.get_name())
         self.answer_track.stop()
         await self.pc.close()
+        self._count_concealment()
         self._listener.submit(self._responder.close)
         for worker in (self._listener, self._answerer):
             worker.shutdown(wait=False, cancel_futures=True)
@@ -279,6 +288,12 @@ class Session:
         if self._on_closed is not None:
             self._on_closed(self)
         self.closed.set()
+
+    def _count_concealment(self) -> None:
+        stats = concealment(self._receiver) if self._receiver is not None else None
+        if stats is not None:
+            self.metrics.concealed_frames.labels(how="plc").inc(stats.concealed)
+            self.metrics.concealed_frames.labels(how="fec").inc(stats.recovered)
 
     @staticmethod
     async def _in(worker: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
