@@ -89,8 +89,7 @@ class Direction:
         if self._rng.random() < self.profile.loss:
             self.stats.dropped += 1
             return
-        low = max(0.0, self.profile.delay_ms - self.profile.jitter_ms)
-        delay_ms = self._rng.uniform(low, self.profile.delay_ms + self.profile.jitter_ms)
+        delay_ms = self.draw_delay_ms()
         if delay_ms <= 0:
             deliver()
             return
@@ -100,6 +99,11 @@ class Direction:
         key, self._next = self._next, self._next + 1
         loop = asyncio.get_running_loop()
         self._waiting[key] = loop.call_later(delay_ms / 1000, self._fire, key, deliver)
+
+    def draw_delay_ms(self) -> float:
+        """One packet's delay: uniform in delay_ms ± jitter_ms, never negative."""
+        low = max(0.0, self.profile.delay_ms - self.profile.jitter_ms)
+        return self._rng.uniform(low, self.profile.delay_ms + self.profile.jitter_ms)
 
     def _fire(self, key: int, deliver: Callable[[], None]) -> None:
         self._waiting.pop(key, None)
