@@ -9,10 +9,10 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HOST ?= 0.0.0.0
 PORT ?= 8080
-APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu
+APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu coturn
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast bench lint format clean apt-packages demo-model
+.PHONY: serve turn test test-fast bench lint format clean apt-packages demo-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ apt-packages:
 serve: $(VENV)/.installed
 	$(BIN)/telugu-s2s serve --host $(HOST) --port $(PORT)
 
+# coturn next to the agent; the shared secret comes from TURN_SECRET or TURN_SECRET_FILE.
+TURN_ARGS ?=
+turn: $(VENV)/.installed apt-packages
+	$(BIN)/telugu-s2s turn $(TURN_ARGS)
+
 test: $(VENV)/.installed-test apt-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,28 +53,29 @@ test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test apt-packages
-	$(BIN)/python benchmarks/latency.py --spawn
+	$(BIN)/python -m benchmarks.latency --spawn
 
-# The demo model from scratch on 2 CPU cores in about 2 hours: synthetic Telugu corpus, codec
-# (reconstruction, then adversarial), S2S transformer, then a float16 export with its
-# evaluation figures. Every stage resumes where it stopped when run again.
+# The demo model from scratch on 2 CPU cores in under 2 hours: synthetic Telugu corpus, codec,
+# S2S transformer, then a float16 export, its evaluation figures and its model card. Every
+# stage resumes where it stopped when run again.
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
-CODEC_STEPS ?= 9500
-CODEC_ADVERSARIAL_FROM ?= 8000
-S2S_STEPS ?= 1800
+CODEC_STEPS ?= 5000
+S2S_STEPS ?= 2400
 DEVICE ?= auto
+# Within 2 CPU hours the codec gets reconstruction losses only; on a GPU, add the GAN phase,
+# e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
+CODEC_GAN ?= --no-adversarial
 
 demo-model: $(VENV)/.installed-test apt-packages
 	test -f $(DEMO_WORK)/data/manifest.jsonl || \
 	  $(BIN)/telugu-s2s data synth $(DEMO_WORK)/data --seed 0
 	$(BIN)/telugu-s2s train codec --data $(DEMO_WORK)/data/manifest.jsonl --preset demo \
-	  --out $(DEMO_WORK)/codec --steps $(CODEC_STEPS) --batch-size 8 \
-	  --adversarial-start $(CODEC_ADVERSARIAL_FROM) --discriminator-filters 16 \
+	  --out $(DEMO_WORK)/codec --steps $(CODEC_STEPS) --batch-size 8 $(CODEC_GAN) \
 	  --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
-	  --batch-size 8 --device $(DEVICE) --resume --no-progress
+	  --batch-size 8 --pairing intent --eval-every 600 --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_OUT)
 	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json
@@ -77,6 +83,8 @@ demo-model: $(VENV)/.installed-test apt-packages
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-s2s.json
 	$(BIN)/telugu-s2s eval eot --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-eot.json
+	$(BIN)/telugu-s2s models card $(DEMO_OUT) --codec-run $(DEMO_WORK)/codec \
+	  --s2s-run $(DEMO_WORK)/s2s --data $(DEMO_WORK)/data/manifest.jsonl
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

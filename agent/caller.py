@@ -17,16 +17,26 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
 from agent.continuity import Continuity, answer_continuity
 from agent.events import EVENTS_LABEL
+from agent.icefix import install as install_ice_fix
+from agent.icepair import selected_pair
 from agent.impairment import ImpairedLink, LinkProfile
 from agent.opus_send import opus_negotiated, use_speech_encoder
 from agent.receive import concealment, install_receive_buffer
+
+install_ice_fix()
 
 FRAME_S = WIRE_FRAME / WIRE_RATE
 LOUD = 0.01
@@ -62,6 +72,8 @@ class CallReport:
     """Frames the caller's decoder rebuilt (plc, fec) and audio left missing (ms)."""
     link: dict[str, Any] = field(default_factory=dict)
     """The impairment applied, and what it did in each direction."""
+    ice_pair: dict[str, Any] | None = None
+    """The caller's selected candidate pair (types and addresses of both ends)."""
 
     @property
     def answered(self) -> int:
@@ -75,6 +87,7 @@ class CallReport:
             "client_jitter_buffer_ms": self.client_jitter_buffer_ms,
             "client_concealment": self.client_concealment,
             "link": self.link,
+            "ice_pair": self.ice_pair,
         }
 
 
@@ -237,15 +250,23 @@ async def call(
     turn_gap_ms: float = 700,
     settle_s: float = 1.5,
     max_wait_s: float = 30.0,
+    ice_servers: list[RTCIceServer] | None = None,
+    relay_only: bool = False,
+    token: str | None = None,
     link: LinkProfile | None = None,
     opus_fec: bool = True,
 ) -> tuple[CallReport, np.ndarray]:
     """Call the agent at `url` with the given audio; return the report and all audio heard.
 
-    `link` impairs the path both ways (agent/impairment.py); `opus_fec` makes the caller
-    send speech-tuned Opus with in-band FEC, as a browser does when the answer asks for it.
-    """
-    pc = RTCPeerConnection()
+    `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
+    (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
+    `Authorization: Bearer`. `link` impairs the path both ways (agent/impairment.py);
+    `opus_fec` makes the caller send speech-tuned Opus with in-band FEC, as a browser does
+    when the answer asks for it."""
+    if relay_only and ice_servers is None:
+        raise ValueError("relay_only needs ice_servers with a TURN server")
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy))
     track = FileTrack(pcm48)
     recorder = Recorder()
     events: list[tuple[float, dict[str, Any]]] = []
@@ -260,7 +281,9 @@ async def call(
     if link is not None and not link.clean:
         impaired = ImpairedLink(link)
         impaired.attach(pc)
-    async with aiohttp.ClientSession() as http:
+    ice_pair = None
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with aiohttp.ClientSession(headers=headers) as http:
         session_id, hang_up_url = "", None
         try:
             session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
@@ -268,6 +291,7 @@ async def call(
             if opus_fec and opus_negotiated(pc, sender):
                 use_speech_encoder(sender)
             await _converse(track, recorder, events, settle_s, max_wait_s)
+            ice_pair = selected_pair(pc)
         finally:
             await recorder.stop()
             await pc.close()
@@ -290,6 +314,7 @@ async def call(
         ),
         events=[e for _, e in events],
         client_jitter_buffer_ms=jitter_buffer.stats.median_ms(last=10_000),
+        ice_pair=ice_pair,
     )
     if rebuilt is not None:
         report.client_concealment = {
@@ -304,6 +329,20 @@ async def call(
             "downlink": asdict(impaired.downlink.stats),
         }
     return report, recorder.audio()
+
+
+async def fetch_ice_servers(url: str) -> list[RTCIceServer]:
+    """The agent's `/ice-config` (STUN, and TURN with fresh credentials) as aiortc servers."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url.rstrip('/')}/ice-config") as resp,
+    ):
+        resp.raise_for_status()
+        body = await resp.json()
+    return [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in body.get("iceServers", [])
+    ]
 
 
 def _is_loopback(url: str) -> bool:

@@ -12,6 +12,7 @@ from agent.config import AgentConfig, TurnConfig
 
 DEFAULT_TURNS = TurnConfig()
 DEFAULT_AGENT = AgentConfig()
+DEFAULT_RATE_LIMIT = "20/min"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     _add_models(commands.add_parser("models", help="facts about the model presets"))
+    _add_turn(
+        commands.add_parser(
+            "turn",
+            help="run coturn for the agent (TURN relay for clients behind NAT)",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+    )
     _add_pipeline(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -47,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 def _add_serve(p: argparse.ArgumentParser) -> None:
     from agent.responders import RESPONDERS
     from models.config import PRESETS
+    from models.loading import DEMO_CHECKPOINT
+    from signaling.auth import TOKEN_ENV
 
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
@@ -54,18 +64,53 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "--responder",
         default="parrot",
         choices=RESPONDERS,
-        help="parrot plays each turn back; codec does so through TeluCodec; "
-        "s2s answers with the transformer",
+        help="s2s answers with the transformer; parrot plays each turn back; codec does so "
+        "through TeluCodec",
     )
     p.add_argument(
         "--checkpoint",
-        help="model directory for codec/s2s (default: the preset's untrained weights, "
-        "for latency work only)",
+        default=str(DEMO_CHECKPOINT),
+        help="model directory for codec/s2s (default: the shipped demo model)",
     )
     p.add_argument(
-        "--preset", default="demo", choices=sorted(PRESETS), help="model sizes without checkpoint"
+        "--untrained",
+        action="store_true",
+        help="codec/s2s with the --preset's random weights instead of a checkpoint "
+        "(latency work only)",
     )
-    p.add_argument("--max-sessions", type=int, default=8, help="calls at once; more get 503")
+    p.add_argument(
+        "--preset", default="demo", choices=sorted(PRESETS), help="model sizes with --untrained"
+    )
+    p.add_argument(
+        "--max-sessions", type=int, default=8, help="calls at once; more get 503 + Retry-After"
+    )
+    p.add_argument(
+        "--rate-limit",
+        default=DEFAULT_RATE_LIMIT,
+        metavar="N/PERIOD",
+        help="call requests per client address, e.g. 20/min, 2/s, 100/h; more get "
+        "429 + Retry-After; 'off' disables",
+    )
+    p.add_argument(
+        "--rate-burst",
+        type=int,
+        metavar="N",
+        help="call requests one address may make at once (None: the N of --rate-limit)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR[/BITS]",
+        help="reverse proxy whose X-Forwarded-For names the client (repeatable); "
+        "without one the header is ignored",
+    )
+    p.add_argument(
+        "--api-token-file",
+        metavar="PATH",
+        help=f"call requests need 'Authorization: Bearer <token>' with the token in this "
+        f"file (or in ${TOKEN_ENV}); None: no token needed",
+    )
     p.add_argument(
         "--vad-threshold",
         type=float,
@@ -83,6 +128,19 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_TURNS.min_silence_ms,
         help="silence that ends a turn (chosen by benchmarks/turn_silence.py)",
+    )
+    p.add_argument(
+        "--eot",
+        default=DEFAULT_TURNS.eot,
+        choices=["silence", "model"],
+        help="end of turn after --min-silence-ms of silence, or as soon as the s2s model's "
+        "end-of-turn head is confident in a pause (the silence rule stays as the fallback)",
+    )
+    p.add_argument(
+        "--eot-threshold",
+        type=float,
+        default=DEFAULT_TURNS.eot_threshold,
+        help="end-of-turn probability that ends the turn with --eot model",
     )
     p.add_argument(
         "--speech-pad-ms",
@@ -121,6 +179,30 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="STUN/TURN URL for the page and the agent (repeatable)",
     )
     p.add_argument(
+        "--turn-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="turn:/turns: URL to hand out with time-limited credentials (repeatable; "
+        "default: $TURN_URLS, comma-separated); the secret comes from $TURN_SECRET or the file",
+    )
+    p.add_argument(
+        "--turn-secret-file",
+        metavar="PATH",
+        help="file holding the TURN shared secret (default: $TURN_SECRET_FILE, $TURN_SECRET)",
+    )
+    p.add_argument(
+        "--turn-ttl",
+        type=int,
+        metavar="SECONDS",
+        help="lifetime of minted TURN credentials, at most 86400 (default: $TURN_TTL_S or 3600)",
+    )
+    p.add_argument(
+        "--turn-for-agent",
+        action="store_true",
+        help="the agent's own peer connections gather TURN candidates too (agent behind NAT)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -137,7 +219,16 @@ def _serve(args: argparse.Namespace) -> int:
     from agent.responders import make_responder
     from signaling.app import create_app
     from signaling.ice import IceConfig
+    from turn.credentials import TurnSettings
 
+    try:
+        turn = TurnSettings.from_env(
+            urls=tuple(args.turn_url), secret_file=args.turn_secret_file, ttl_s=args.turn_ttl
+        )
+        access = _access_policy(args)
+    except (OSError, ValueError) as err:
+        print(f"telugu-s2s serve: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.torch_threads)
     config = AgentConfig(
         turns=TurnConfig(
@@ -145,21 +236,41 @@ def _serve(args: argparse.Namespace) -> int:
             min_speech_ms=args.min_speech_ms,
             min_silence_ms=args.min_silence_ms,
             speech_pad_ms=args.speech_pad_ms,
+            eot=args.eot,
+            eot_threshold=args.eot_threshold,
         ),
         barge_in=not args.no_barge_in,
         jitter=args.jitter,
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
     )
+    checkpoint = None if args.untrained else args.checkpoint
     app = create_app(
-        make_responder(args.responder, args.checkpoint, args.preset),
+        make_responder(args.responder, checkpoint, args.preset),
         config,
-        IceConfig(urls=tuple(args.ice_server)),
+        IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
         max_sessions=args.max_sessions,
+        access=access,
     )
     print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
+    if access.api_token is not None:
+        print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
     return 0
+
+
+def _access_policy(args: argparse.Namespace):  # noqa: ANN202 - signaling.admission.AccessPolicy
+    """Rate limit, trusted proxies and API token from the serve options."""
+    from signaling.admission import AccessPolicy
+    from signaling.auth import load_token
+    from signaling.clientip import parse_networks
+    from signaling.ratelimit import RateLimit
+
+    return AccessPolicy(
+        rate_limit=RateLimit.parse(args.rate_limit, args.rate_burst),
+        trusted_proxies=parse_networks(args.trusted_proxy),
+        api_token=load_token(args.api_token_file),
+    )
 
 
 def _add_pipeline(commands: argparse._SubParsersAction) -> None:
@@ -201,6 +312,26 @@ def _add_models(p: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--log-level", default="warning")
     export.set_defaults(run=_models_export)
+    card = actions.add_parser(
+        "card", help="write a checkpoint's MODEL_CARD.md from its runs' logs and eval files"
+    )
+    card.add_argument("checkpoint", help="shipped checkpoint directory (holds eval-*.json)")
+    card.add_argument("--codec-run", required=True, help="the codec's training directory")
+    card.add_argument("--s2s-run", required=True, help="the S2S training directory")
+    card.add_argument("--data", required=True, help="the manifest the runs trained on")
+    card.add_argument(
+        "--command", default="make demo-model", help="the command that reproduces the model"
+    )
+    card.add_argument("--log-level", default="warning")
+    card.set_defaults(run=_models_card)
+
+
+def _models_card(args: argparse.Namespace) -> int:
+    from models.card import write_card
+
+    path = write_card(args.checkpoint, args.codec_run, args.s2s_run, args.data, args.command)
+    print(path)
+    return 0
 
 
 def _models_export(args: argparse.Namespace) -> int:
@@ -248,6 +379,21 @@ def _add_call(p: argparse.ArgumentParser) -> None:
         default=700,
         help="pauses shorter than this stay inside one user turn",
     )
+    p.add_argument(
+        "--ice-from-server",
+        action="store_true",
+        help="use the agent's /ice-config (STUN, TURN with fresh credentials)",
+    )
+    p.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="gather TURN relay candidates only (implies --ice-from-server)",
+    )
+    p.add_argument(
+        "--api-token-file",
+        metavar="PATH",
+        help="the server's API token, in this file or in $API_TOKEN",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_call)
@@ -255,14 +401,29 @@ def _add_call(p: argparse.ArgumentParser) -> None:
 
 def _call(args: argparse.Namespace) -> int:
     from agent.audio import WIRE_RATE, read_audio, write_audio
-    from agent.caller import call
+    from agent.caller import call, fetch_ice_servers
+    from signaling.auth import load_token
 
     pcm = read_audio(args.audio, WIRE_RATE)
-    report, heard = asyncio.run(
-        call(
-            args.url, pcm, args.speaker, args.emotion, args.endpoint, args.jitter, args.turn_gap_ms
+
+    async def run() -> tuple:
+        servers = None
+        if args.ice_from_server or args.relay_only:
+            servers = await fetch_ice_servers(args.url)
+        return await call(
+            args.url,
+            pcm,
+            args.speaker,
+            args.emotion,
+            args.endpoint,
+            args.jitter,
+            args.turn_gap_ms,
+            ice_servers=servers,
+            relay_only=args.relay_only,
+            token=load_token(args.api_token_file),
         )
-    )
+
+    report, heard = asyncio.run(run())
     if args.out:
         write_audio(args.out, heard, WIRE_RATE)
     if args.json:
@@ -283,6 +444,12 @@ def _call(args: argparse.Namespace) -> int:
         print("no answer arrived", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_turn(p: argparse.ArgumentParser) -> None:
+    from turn.cli import add_turn_arguments
+
+    add_turn_arguments(p)
 
 
 if __name__ == "__main__":

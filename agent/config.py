@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 JitterMode = Literal["adaptive", "skip", "aiortc"]
+EotMode = Literal["silence", "model"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,15 @@ class TurnConfig:
     """Silence after speech that ends the turn."""
     speech_pad_ms: int = 64
     """Audio kept before the first speech window, for the responder."""
+    eot: EotMode = "silence"
+    """'silence': the turn ends after min_silence_ms of silence. 'model': it also ends as soon
+    as the responder's end-of-turn head is confident during a silence of at least
+    model_min_silence_ms (the silence rule stays as the fallback)."""
+    eot_threshold: float = 0.9
+    """End-of-turn probability at or above which the head ends the turn ('model')."""
+    model_min_silence_ms: int = 96
+    """Silence the head needs under it before it may end a turn ('model'): a confident head
+    never cuts into speech that Silero still hears."""
 
     @property
     def neg_threshold(self) -> float:

@@ -63,14 +63,22 @@ class TurnLatency:
 
 class EventChannel:
     """Sends JSON events on the peer's `events` data channel, once the peer has opened it.
-    Events before that, or on a call without one (a WHIP client), are dropped."""
+    Events before that, or on a call without one (a WHIP client), are dropped.
+
+    The channel is one-way: the agent reads nothing from it, so whatever a client sends on
+    it (junk, binary, huge messages) is dropped unread. Only the first channel labelled
+    `events` is used."""
 
     def __init__(self) -> None:
         self._channel: RTCDataChannel | None = None
 
-    def attach(self, channel: RTCDataChannel) -> None:
-        if channel.label == EVENTS_LABEL:
-            self._channel = channel
+    def attach(self, channel: RTCDataChannel) -> bool:
+        """Take `channel` as the events channel; False (and nothing taken) if it is not one
+        or the call already has one."""
+        if channel.label != EVENTS_LABEL or self._channel is not None:
+            return False
+        self._channel = channel
+        return True
 
     def send(self, kind: str, **fields: Any) -> None:
         event = {"type": kind, **fields}

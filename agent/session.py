@@ -5,6 +5,7 @@ The code below reads in the order a frame travels:
   remote track (Opus decoded by aiortc, 48 kHz)
     -> _listen: resample to 16 kHz mono, cut 512-sample windows
     -> _hear (listening worker thread): Silero VAD probability, responder.hear(window)
+       (which returns the responder's end-of-turn probability, if it has a head)
     -> TurnDetector: speech started / end of turn        -> events, barge-in
     -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
@@ -35,6 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
+from agent.icefix import install as install_ice_fix
 from agent.metrics import AgentMetrics
 from agent.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.outbound import AnswerTrack
@@ -43,6 +45,8 @@ from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
 from agent.vad import WINDOW, SileroVAD
+
+install_ice_fix()
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +91,8 @@ class Session:
         self._answering_turn = 0
         """The turn whose answer is being generated (or was last)."""
         self._closing = False
+        self._closer: asyncio.Task | None = None
+        """The close() task started by the call itself (kept: the loop holds tasks weakly)."""
         self._counted = False
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -116,7 +122,10 @@ class Session:
         return self.pc.localDescription
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        self.events.attach(channel)
+        if not self.events.attach(channel):
+            log.info("session %s: closing unexpected data channel %r", self.id, channel.label)
+            channel.close()  # the agent speaks on one `events` channel and listens on none
+            return
         channel.on("open", self._say_hello)
         if channel.readyState == "open":
             self._say_hello()
@@ -156,8 +165,8 @@ class Session:
                 arrived = time.monotonic()
                 for window in windows.push(to_model_rate.frame(frame)):
                     start = windows.samples_out - WINDOW
-                    prob = await self._in(self._listener, self._hear, window, start)
-                    event = self._turns.update(prob, arrived)
+                    prob, eot_prob = await self._in(self._listener, self._hear, window, start)
+                    event = self._turns.update(prob, arrived, eot_prob)
                     if event is not None:
                         self._on_turn_event(event)
         except MediaStreamError:
@@ -167,12 +176,12 @@ class Session:
         finally:
             self._close_soon(reason)
 
-    def _hear(self, window: np.ndarray, start: int) -> float:
-        """Listening worker: the VAD's verdict on a window; the responder hears it too."""
+    def _hear(self, window: np.ndarray, start: int) -> tuple[float, float | None]:
+        """Listening worker: the VAD's speech probability of a window; the responder hears it
+        too and gives its end-of-turn probability (None without an end-of-turn head)."""
         assert self._vad is not None
         prob = self._vad.prob(window)
-        self._responder.hear(window, start)
-        return prob
+        return prob, self._responder.hear(window, start)
 
     def _on_turn_event(self, event: TurnEvent) -> None:
         if event.kind is TurnEventKind.SPEECH_STARTED:
@@ -258,8 +267,10 @@ class Session:
     # teardown ---------------------------------------------------------------------------
 
     def _close_soon(self, reason: str) -> None:
-        if not self._closing:
-            asyncio.get_running_loop().create_task(self.close(reason))
+        if not self._closing and self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(
+                self.close(reason), name=f"close-{self.id}"
+            )
 
     async def close(self, reason: str = "hang-up") -> None:
         """End the call and free everything it holds; safe to call more than once."""

@@ -40,13 +40,16 @@ class TurnDetector:
 
     A turn starts after `min_speech_ms` of windows at or above the threshold (counted while
     no window falls below the negative threshold) and ends after `min_silence_ms` of windows
-    below the negative threshold.
+    below the negative threshold. With `eot="model"` it also ends once `model_min_silence_ms`
+    of such windows have passed and the responder's end-of-turn probability that came with
+    the latest window is at least `eot_threshold`.
     """
 
     def __init__(self, config: TurnConfig) -> None:
         self.config = config
         self._min_speech = max(1, -(-config.min_speech_ms // WINDOW_MS))
         self._min_silence = max(1, -(-config.min_silence_ms // WINDOW_MS))
+        self._model_min_silence = max(1, -(-config.model_min_silence_ms // WINDOW_MS))
         self._pad = config.speech_pad_ms * 16
         self._window = 0
         self._speech_run = 0
@@ -57,8 +60,9 @@ class TurnDetector:
         self.turn = 0
         self.in_speech = False
 
-    def update(self, prob: float, now: float) -> TurnEvent | None:
-        """Feed the probability of the next window, which arrived at `now`."""
+    def update(self, prob: float, now: float, eot_prob: float | None = None) -> TurnEvent | None:
+        """Feed the speech probability of the next window, which arrived at `now`, and the
+        responder's end-of-turn probability after it (None: the responder has no head)."""
         start = self._window * WINDOW
         self._window += 1
         cfg = self.config
@@ -79,9 +83,18 @@ class TurnDetector:
             self._silence_run = 0
             return None
         self._silence_run += 1
-        if self._silence_run >= self._min_silence:
+        if self._silence_run >= self._min_silence or self._model_ends_turn(eot_prob):
             return self._end_turn()
         return None
+
+    def _model_ends_turn(self, eot_prob: float | None) -> bool:
+        cfg = self.config
+        return (
+            cfg.eot == "model"
+            and eot_prob is not None
+            and eot_prob >= cfg.eot_threshold
+            and self._silence_run >= self._model_min_silence
+        )
 
     def _mark_speech(self, start: int, now: float) -> None:
         self._last_speech_end = start + WINDOW

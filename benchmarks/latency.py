@@ -5,9 +5,13 @@ after each for the answer, and measures for every turn the time from the last sa
 speech to the first sample of the answer it hears back; the agent's own stage timings come
 with each turn. Prints p50 and p95 of each figure and ends with one JSON line.
 
-    python benchmarks/latency.py --url http://127.0.0.1:8080 --turns 20
-    python benchmarks/latency.py --spawn --turns 20                 # starts its own agent
-    python benchmarks/latency.py --spawn --jitter aiortc            # aiortc's jitter buffers
+    python -m benchmarks.latency --url http://127.0.0.1:8080 --turns 20
+    python -m benchmarks.latency --spawn --turns 20                 # starts its own agent
+    python -m benchmarks.latency --spawn --jitter aiortc            # aiortc's jitter buffers
+    python -m benchmarks.latency --spawn --eot model                # the model's end of turn
+    python -m benchmarks.latency --spawn --responder parrot         # no model in the path
+    python -m benchmarks.latency --spawn --turn udp                 # relay-only via a coturn
+    python -m benchmarks.latency --url URL --relay-only             # via the agent's TURN
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,8 +32,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from agent.audio import WIRE_RATE
-from agent.caller import call
+from agent.caller import CallReport, call, fetch_ice_servers
+from agent.config import JitterMode
 from models.data.espeak import synthesize
+from turn.coturn import CoturnConfig
+from turn.server import Coturn, free_range
+from turn.server import free_port as turn_port
 
 TURNS = (
     "నమస్కారం, మీరు ఎలా ఉన్నారు?",
@@ -80,7 +89,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_agent(port: int, server_args: list[str]) -> subprocess.Popen:
+def spawn_agent(
+    port: int, server_args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start `telugu-s2s serve` on loopback and wait until it answers /healthz."""
     proc = subprocess.Popen(
         [
@@ -96,6 +107,7 @@ def spawn_agent(port: int, server_args: list[str]) -> subprocess.Popen:
             "warning",
             *server_args,
         ],
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -106,6 +118,33 @@ def spawn_agent(port: int, server_args: list[str]) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the agent did not start")
+
+
+def start_coturn() -> tuple[Coturn, dict[str, str]]:
+    """coturn on free loopback ports (test mode: the agent's host address is a peer) and the
+    environment that gives the spawned agent its secret."""
+    low, high = free_range(32)
+    config = CoturnConfig(
+        listening_ips=("127.0.0.1",),
+        relay_ips=("127.0.0.1",),
+        port=turn_port(),
+        tls_port=turn_port(),
+        min_port=low,
+        max_port=high,
+        test_mode=True,
+    )
+    secret = secrets.token_urlsafe(24)
+    return Coturn(config, secret).start(), {"TURN_SECRET": secret}
+
+
+async def call_agent(
+    url: str, audio: np.ndarray, endpoint: str, jitter: JitterMode, relay_only: bool
+) -> tuple[CallReport, np.ndarray]:
+    """One call; relay-only through the agent's own /ice-config TURN servers when asked."""
+    servers = await fetch_ice_servers(url) if relay_only else None
+    return await call(
+        url, audio, endpoint=endpoint, jitter=jitter, ice_servers=servers, relay_only=relay_only
+    )
 
 
 def main() -> int:
@@ -121,10 +160,32 @@ def main() -> int:
     )
     parser.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
     parser.add_argument(
+        "--responder",
+        choices=["s2s", "codec", "parrot"],
+        default="s2s",
+        help="the spawned agent's responder",
+    )
+    parser.add_argument(
+        "--eot",
+        choices=["silence", "model"],
+        default="silence",
+        help="the spawned agent's end-of-turn rule",
+    )
+    parser.add_argument(
         "--answer-room",
         type=float,
         default=1.5,
         help="seconds of silence after each turn beyond the turn's length",
+    )
+    parser.add_argument(
+        "--turn",
+        choices=["udp", "tcp"],
+        help="with --spawn: start coturn on loopback too and call relay-only over this transport",
+    )
+    parser.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="with --url: call relay-only through the TURN servers of the agent's /ice-config",
     )
     parser.add_argument(
         "--server-arg",
@@ -136,19 +197,37 @@ def main() -> int:
     if not args.url and not args.spawn:
         parser.error("give --url of a running agent, or --spawn")
 
+    if args.turn and not args.spawn:
+        parser.error("--turn goes with --spawn; use --relay-only with --url")
+
     audio = conversation(args.turns, args.answer_room)
     proc = None
+    coturn = None
     url = args.url
-    if args.spawn:
-        port = free_port()
-        proc = spawn_agent(port, ["--jitter", args.jitter, *args.server_arg])
-        url = f"http://127.0.0.1:{port}"
+    relay_only = args.relay_only or bool(args.turn)
     try:
-        report, _ = asyncio.run(call(url, audio, endpoint=args.endpoint, jitter=args.jitter))
+        if args.spawn:
+            server_args = [
+                *("--jitter", args.jitter, "--responder", args.responder, "--eot", args.eot),
+                *args.server_arg,
+            ]
+            env: dict[str, str] = {}
+            if args.turn:
+                coturn, env = start_coturn()
+                url_index = {"udp": 0, "tcp": 1}[args.turn]
+                server_args += ["--turn-url", coturn.config.urls("127.0.0.1")[url_index]]
+            port = free_port()
+            proc = spawn_agent(port, server_args, env)
+            url = f"http://127.0.0.1:{port}"
+        report, _ = asyncio.run(
+            call_agent(url, audio, args.endpoint, args.jitter, relay_only=relay_only)
+        )
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(10)
+        if coturn is not None:
+            coturn.stop()
 
     turns = report.to_json()["turns"]
     summary = summarise(turns)
@@ -163,6 +242,10 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu {platform.platform()}",
         "jitter": args.jitter,
+        "relay_only": relay_only,
+        "ice_pair": report.ice_pair,
+        "responder": args.responder if args.spawn else None,
+        "eot": args.eot if args.spawn else None,
         "turns": len(turns),
         "answered": report.answered,
         "client_jitter_buffer_ms": report.client_jitter_buffer_ms,

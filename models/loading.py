@@ -16,6 +16,9 @@ from models.s2s.encoder import StreamingEncoder
 
 log = logging.getLogger(__name__)
 
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo"
+"""The shipped demo model (`make demo-model` makes it; see its MODEL_CARD.md)."""
+
 
 @dataclass
 class Models:

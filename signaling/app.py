@@ -12,6 +12,7 @@ from agent.config import AgentConfig
 from agent.metrics import AgentMetrics
 from agent.responders import Responder
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER, EMOTIONS, SPEAKERS
+from signaling.admission import GATE, AccessPolicy, CallGate
 from signaling.calls import CALLS, CallManager, delete_call, post_offer, post_whip
 from signaling.guards import ClientError
 from signaling.ice import IceConfig
@@ -48,8 +49,9 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def ice_config(request: web.Request) -> web.Response:
+    """ICE servers for one call page; TURN credentials are fresh on every request."""
     ice: IceConfig = request.app[ICE]
-    return web.json_response(ice.for_client())
+    return web.json_response(ice.for_client(), headers={"Cache-Control": "no-store"})
 
 
 async def options(request: web.Request) -> web.Response:
@@ -80,11 +82,14 @@ def create_app(
     config: AgentConfig | None = None,
     ice: IceConfig | None = None,
     max_sessions: int = 8,
+    access: AccessPolicy | None = None,
 ) -> web.Application:
-    """Build the server application around one responder."""
+    """Build the server application around one responder; `access` sets the rate limit,
+    trusted proxies and API token of call requests (default: none of them)."""
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[METRICS] = AgentMetrics()
     app[ICE] = ice or IceConfig()
+    app[GATE] = CallGate(access or AccessPolicy(), app[METRICS])
     app[CALLS] = CallManager(
         responder, config or AgentConfig(), app[METRICS], app[ICE], max_sessions
     )

@@ -17,6 +17,7 @@ from agent.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER
+from signaling.admission import GATE
 from signaling.guards import (
     ClientError,
     check_emotion,
@@ -30,6 +31,9 @@ from signaling.ice import IceConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+ACCEPT_TIMEOUT_S = 10.0
+"""Longest the agent spends answering one offer (parsing, candidate resolution, gathering)."""
+"""Retry-After of the 503 at the session cap."""
 
 
 class CallManager:
@@ -43,6 +47,11 @@ class CallManager:
         ice: IceConfig,
         max_sessions: int,
     ) -> None:
+        if config.turns.eot == "model" and not responder.has_eot_head:
+            raise ValueError(
+                f"end of turn by model needs a responder with an end-of-turn head (s2s), "
+                f"not {responder.name}"
+            )
         self.responder = responder
         self.config = config
         self.metrics = metrics
@@ -66,12 +75,19 @@ class CallManager:
             self.responder,
             self.config,
             self.metrics,
-            rtc_config=self.ice.for_agent(),
+            rtc_config=self.ice.for_agent(session_id),
             on_closed=self._forget,
         )
         self.sessions[session_id] = session  # counts against the cap from now on
         try:
-            await session.accept(RTCSessionDescription(sdp=sdp, type="offer"))
+            async with asyncio.timeout(ACCEPT_TIMEOUT_S):
+                await session.accept(RTCSessionDescription(sdp=sdp, type="offer"))
+        except TimeoutError:
+            await session.close("offer timed out")
+            self.metrics.rejected.labels(reason="bad_offer").inc()
+            raise ClientError(
+                400, "offer_timeout", f"the offer could not be answered in {ACCEPT_TIMEOUT_S:g} s"
+            ) from None
         except Exception as exc:
             await session.close("offer refused")
             self.metrics.rejected.labels(reason="bad_offer").inc()
@@ -104,6 +120,7 @@ def _manager(request: web.Request) -> CallManager:
 
 async def post_offer(request: web.Request) -> web.Response:
     """JSON offer in, JSON answer out (the convention of aiortc's examples)."""
+    request.app[GATE].admit(request)
     offer = parse_offer_json(await read_body(request))
     session = await _manager(request).open_call(
         offer.sdp, CallOptions(speaker=offer.speaker, emotion=offer.emotion)
@@ -114,6 +131,7 @@ async def post_offer(request: web.Request) -> web.Response:
 
 async def post_whip(request: web.Request) -> web.Response:
     """WHIP (RFC 9725 style): SDP offer body in, `201 Created` with the answer and Location."""
+    request.app[GATE].admit(request)
     if request.content_type != "application/sdp":
         raise ClientError(415, "unsupported_media_type", "Content-Type must be application/sdp")
     body = await read_body(request)

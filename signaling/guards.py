@@ -79,14 +79,24 @@ def parse_offer_json(body: bytes) -> OfferRequest:
     )
 
 
+MAX_CANDIDATES = 32
+"""ICE candidates an offer may carry: each `.local` (mDNS) one costs the agent up to a second
+of resolution while it answers, so a long list would hold the request for minutes."""
+
+
 def check_sdp_offer(sdp: str) -> None:
-    """Refuse SDP that does not parse or offers no audio."""
+    """Refuse SDP that does not parse, offers no audio, or carries too many candidates."""
     if not sdp.lstrip().startswith("v=0"):
         raise ClientError(400, "invalid_sdp", "SDP must start with v=0")
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises assorted errors on bad input
         raise ClientError(400, "invalid_sdp", f"SDP does not parse: {exc!r}") from None
+    candidates = sum(len(media.ice_candidates) for media in description.media)
+    if candidates > MAX_CANDIDATES:
+        raise ClientError(
+            400, "too_many_candidates", f"{candidates} ICE candidates; at most {MAX_CANDIDATES}"
+        )
     audio = [media for media in description.media if media.kind == "audio"]
     if not audio:
         raise ClientError(400, "no_audio", "the offer has no audio m-line")

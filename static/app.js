@@ -15,6 +15,7 @@
     remoteQuietMs: 200,          // quiet needed before a remote rise counts as an onset
     pollMs: 10,                  // level polling period (setInterval works in background tabs)
     iceGatherTimeoutMs: 3000,    // fallback when gathering never reaches "complete"
+    iceTransportPolicy: 'all',   // 'relay': TURN only (what a phone behind strict NAT gets)
     disconnectGraceMs: 2000,     // "disconnected" may recover; end the call if it does not
     maxRows: 200,                // latency rows kept in the table
     maxLogItems: 50,             // event log entries kept
@@ -30,6 +31,21 @@
     config,
   };
   window.agentCall = agentCall;
+
+  // ---- API token -------------------------------------------------------------
+  // A server started with an API token wants `Authorization: Bearer <token>` on the call
+  // request. Open the page as /#token=<token>: the fragment never reaches the server (or its
+  // logs); the page keeps the token in memory and removes it from the address bar.
+  const apiToken = (() => {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const token = params.get('token');
+    if (token !== null) {
+      params.delete('token');
+      const rest = params.toString();
+      history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+    }
+    return token || null;
+  })();
 
   // ---- Labels (Telugu / English) -------------------------------------------
   const STATUS_TEXT = {
@@ -615,7 +631,7 @@
       const iceServers = await loadIceConfig();
       if (call.ended) return release(call);
 
-      const pc = new RTCPeerConnection({ iceServers });
+      const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: config.iceTransportPolicy });
       call.pc = pc;
       agentCall.pc = pc;
       pc.addEventListener('connectionstatechange', () => onStateChange(call));
@@ -647,9 +663,11 @@
       const body = { sdp: pc.localDescription.sdp, type: 'offer' };
       if (el.speaker.value) body.speaker = el.speaker.value;
       if (el.emotion.value) body.emotion = el.emotion.value;
+      const headers = { 'Content-Type': 'application/json' };
+      if (apiToken) headers.Authorization = `Bearer ${apiToken}`;
       const res = await fetch('/offer', {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
+        headers,
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(await errorMessage(res));

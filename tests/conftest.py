@@ -12,8 +12,10 @@ from aiohttp import web
 
 from agent.config import AgentConfig
 from agent.responders import Responder, make_responder
+from signaling.admission import AccessPolicy
 from signaling.app import create_app
 from signaling.calls import CALLS
+from signaling.ice import IceConfig
 
 
 @dataclass
@@ -27,10 +29,18 @@ class RunningAgent:
 
 
 async def start_agent(
-    config: AgentConfig | None = None, max_sessions: int = 8, responder: Responder | None = None
+    config: AgentConfig | None = None,
+    max_sessions: int = 8,
+    responder: Responder | None = None,
+    ice: IceConfig | None = None,
+    access: AccessPolicy | None = None,
 ):
     app = create_app(
-        responder or make_responder("parrot"), config or AgentConfig(), max_sessions=max_sessions
+        responder or make_responder("parrot"),
+        config or AgentConfig(),
+        ice=ice,
+        max_sessions=max_sessions,
+        access=access,
     )
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()

@@ -5,6 +5,8 @@ A `Responder` is created once per server (it holds the models); it opens one
 never from the event loop, so they may compute freely:
 
 - `hear(window, start_sample)` for every 16 kHz window of the call, speech or not, in order;
+  a responder with an end-of-turn head returns its latest end-of-turn probability, which the
+  agent's turn detector may use (`--eot model`);
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
   each yielded as soon as it is ready; the agent stops iterating (closing the iterator) when
   the user barges in or hangs up.
@@ -40,8 +42,11 @@ class ResponderSession(ABC):
     """One call's view of a responder."""
 
     @abstractmethod
-    def hear(self, window: np.ndarray, start_sample: int) -> None:
-        """The next window of the user's audio, starting at stream index `start_sample`."""
+    def hear(self, window: np.ndarray, start_sample: int) -> float | None:
+        """The next window of the user's audio, starting at stream index `start_sample`.
+
+        Returns the end-of-turn probability of the latest step the responder has encoded, or
+        None when it has no end-of-turn head."""
 
     @abstractmethod
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
@@ -55,6 +60,8 @@ class Responder(ABC):
     """A kind of answerer, shared by all calls of a server."""
 
     name: str
+    has_eot_head: bool = False
+    """Whether its sessions' `hear` returns end-of-turn probabilities."""
 
     @abstractmethod
     def open(self, options: CallOptions) -> ResponderSession:

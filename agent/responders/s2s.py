@@ -49,22 +49,30 @@ class S2SSession(ResponderSession):
         the encoder output as the user speaks, so nothing long runs after the turn ends."""
         self._steps = 0
         """Steps encoded since the call began."""
+        self._eot_prob: float | None = None
+        """End-of-turn probability of the latest encoded step."""
 
-    def hear(self, window: np.ndarray, start_sample: int) -> None:
+    def hear(self, window: np.ndarray, start_sample: int) -> float | None:
         codes = torch.cat([self._pending, self._recorder.hear(window)], dim=1)
         usable = codes.shape[1] // self._group * self._group
         self._pending = codes[:, usable:]
         if usable == 0:
-            return
+            return self._eot_prob
         with torch.inference_mode():
-            hidden, _, self._encoder_state = self._models.encoder.stream(
+            hidden, eot_logits, self._encoder_state = self._models.encoder.stream(
                 codes[None, :, :usable], self._encoder_state, self._speaker, self._emotion
             )
             if hidden.shape[1] == 0:  # waiting for its chunk or look-ahead
-                return
+                return self._eot_prob
             keys, values = self._models.decoder.memory_kv(hidden)
+            self._eot_prob = float(torch.sigmoid(eot_logits[0, -1].float()))
+        self._remember(keys, values)
+        return self._eot_prob
+
+    def _remember(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Keep the projected memory of new steps; forget what is older than KEEP_S."""
         self._memory.append((self._steps, keys, values))
-        self._steps += hidden.shape[1]
+        self._steps += keys.shape[3]
         while self._memory and self._memory[0][0] < self._steps - self._keep_steps:
             self._memory.popleft()
 
@@ -112,6 +120,7 @@ class S2SResponder(Responder):
     """Factory of S2SSession around one shared set of models."""
 
     name = "s2s"
+    has_eot_head = True
 
     def __init__(
         self,

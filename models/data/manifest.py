@@ -122,3 +122,19 @@ def dialogue_pairs(entries: list[Entry]) -> list[tuple[Entry, Entry]]:
         if d and d.role == "user" and d.pair and d.pair in by_key:
             pairs.append((entry, by_key[d.pair]))
     return pairs
+
+
+def intent_pairs(entries: list[Entry]) -> list[tuple[Entry, Entry]]:
+    """(user turn, agent answer) pairs of every user turn with every answer of the same
+    `extra["intent"]` and split: many answers per turn, told apart by their speaker and
+    emotion, which condition the model. Entries without an intent are left out."""
+    answers: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries:
+        if entry.dialogue and entry.dialogue.role == "agent" and "intent" in entry.extra:
+            answers.setdefault((entry.extra["intent"], entry.split), []).append(entry)
+    return [
+        (entry, answer)
+        for entry in entries
+        if entry.dialogue and entry.dialogue.role == "user" and "intent" in entry.extra
+        for answer in answers.get((entry.extra["intent"], entry.split), [])
+    ]

@@ -16,6 +16,9 @@ codec and run through the encoder. The true end of speech is the last sample abo
 - Silero rule, per min_silence_ms: agent.vad.SileroVAD over 32 ms windows and
   agent.turns.TurnDetector (the agent's own rule), deciding after the window that completes
   the silence. A false fire is an end of turn decided before the end of speech.
+- agent `--eot model`, per threshold: the same TurnDetector with eot="model" (its default
+  model_min_silence_ms and min_silence_ms fallback), fed with each window the head's
+  probability of the latest step ready by the end of that window: what the agent does.
 
 Per threshold or rule: median and p95 delay (ms) over the turns where it fired after the end,
 the false-fire rate and the miss rate (never fired after the end), as fractions of turns.
@@ -100,12 +103,27 @@ def model_outcome(
     return Outcome(bool(fires[first : last + 1].any()), delay)
 
 
-def silero_outcome(probs: Sequence[float], end: int, min_silence_ms: int) -> Outcome:
-    """The Silero rule with `min_silence_ms` on one turn's window probabilities."""
-    detector = TurnDetector(replace(TurnConfig(), min_silence_ms=min_silence_ms))
+def window_eot(probs: np.ndarray, ready: np.ndarray, windows: int) -> list[float | None]:
+    """The head's probability the agent has at the end of each VAD window: that of the latest
+    step ready by then (None before the first)."""
+    ends = (np.arange(windows) + 1) * WINDOW
+    latest = np.searchsorted(ready, ends, side="right") - 1
+    return [float(probs[i]) if i >= 0 else None for i in latest]
+
+
+def detector_outcome(
+    config: TurnConfig,
+    probs: Sequence[float],
+    end: int,
+    eot_probs: Sequence[float | None] | None = None,
+) -> Outcome:
+    """The agent's TurnDetector with `config` on one turn's window probabilities (and, for
+    eot="model", the head's probability with each window)."""
+    detector = TurnDetector(config)
     false_fire, delay = False, None
     for index, prob in enumerate(probs):
-        event = detector.update(prob, float(index))
+        eot = None if eot_probs is None else eot_probs[index]
+        event = detector.update(prob, float(index), eot)
         if event is None or event.kind is not TurnEventKind.END_OF_TURN:
             continue
         decided = (index + 1) * WINDOW
@@ -155,6 +173,7 @@ def evaluate_eot(
     vad = SileroVAD()
     model: dict[float, list[Outcome]] = {t: [] for t in thresholds}
     silero: dict[int, list[Outcome]] = {m: [] for m in silence_ms}
+    agent: dict[float, list[Outcome]] = {t: [] for t in thresholds}
     scored = 0
     for user, answer in turns:
         speech = read_audio(user.path(manifest.parent), rate)
@@ -180,7 +199,12 @@ def evaluate_eot(
         windows = pad_to_steps(wav, WINDOW).reshape(-1, WINDOW)
         vad_probs = [vad.prob(w) for w in windows]
         for min_silence in silence_ms:
-            silero[min_silence].append(silero_outcome(vad_probs, end, min_silence))
+            rule = replace(TurnConfig(), min_silence_ms=min_silence)
+            silero[min_silence].append(detector_outcome(rule, vad_probs, end))
+        eot_probs = window_eot(probs, ready, len(windows))
+        for threshold in thresholds:
+            rule = replace(TurnConfig(), eot="model", eot_threshold=threshold)
+            agent[threshold].append(detector_outcome(rule, vad_probs, end, eot_probs))
     return {
         "checkpoint": str(checkpoint),
         "split": split,
@@ -188,6 +212,7 @@ def evaluate_eot(
         "step_ms": config.step_ms,
         "model": [{"threshold": t, **summarise(o, rate)} for t, o in model.items() if o],
         "silero": [{"min_silence_ms": m, **summarise(o, rate)} for m, o in silero.items() if o],
+        "agent_model": [{"threshold": t, **summarise(o, rate)} for t, o in agent.items() if o],
     }
 
 
@@ -200,13 +225,14 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['checkpoint']}: {result['turns']} {result['split']} turns "
         f"(step {result['step_ms']:g} ms)",
-        "detector               median_ms  p95_ms  false_fire  miss",
+        "detector                  median_ms  p95_ms  false_fire  miss",
     ]
     rows = [(f"head p > {r['threshold']:g}", r) for r in result["model"]]
     rows += [(f"silero {r['min_silence_ms']} ms", r) for r in result["silero"]]
+    rows += [(f"agent --eot model {r['threshold']:g}", r) for r in result["agent_model"]]
     for name, r in rows:
         lines.append(
-            f"{name:22} {ms(r['median_delay_ms'])}    {ms(r['p95_delay_ms'])}  "
+            f"{name:25} {ms(r['median_delay_ms'])}    {ms(r['p95_delay_ms'])}  "
             f"{r['false_fire_rate']:10.2f}  {r['miss_rate']:4.2f}"
         )
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """Speech-to-speech training: user turn -> agent answer, teacher-forced on codec codes.
 
-Each dialogue pair of the manifest is one example: the user turn's codes go through the
-streaming encoder, conditioned (like the decoder) on the speaker and emotion of the ANSWER;
-the decoder predicts the answer's codes (codebook delay pattern, EOS after the last step)
-with cross-attention to the encoder output of the user's audio. The loss is the mean of the
-per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE.
+Each (user turn, answer) pair is one example: the manifest's dialogue links, or with
+`pairing="intent"` every answer of the turn's intent and split. The user turn's codes go
+through the streaming encoder, conditioned (like the decoder) on the speaker and emotion of
+the ANSWER; the decoder predicts the answer's codes (codebook delay pattern, EOS after the
+last step) with cross-attention to the encoder output of the user's audio. The loss is the
+mean of the per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE.
 
 End of turn. After each user turn's audio, `silence_s` of silence codes (the codec's steady
 state on zeros, encoded once) are appended, and batches are padded with more of them. The
@@ -13,11 +14,11 @@ encoder's end-of-turn head learns per step: 0 up to the step holding the last sp
 user audio only (the appended silence is masked out), as the agent gives it the turn's audio.
 
 Recipe: random batches of pairs, AdamW (weight decay on weights only) with warm-up and cosine
-decay, gradient clipping, bf16 autocast on CUDA and fp32 on CPU. Validation (teacher-forced
-token accuracy per codebook and mean, end-of-turn accuracy) runs on the validation pairs every
-`eval_every` steps. `out_dir` receives the checkpoint (codec + encoder + decoder, loadable with
-`models.loading.load`), train_state.pt (see models.train.common), log.csv and codes.pt (the
-manifest's codec codes, reused by later runs).
+decay, gradient clipping, bf16 autocast on CUDA and on CPUs with native bf16 kernels, else
+fp32. Validation (teacher-forced token accuracy per codebook and mean, end-of-turn accuracy)
+runs on the validation pairs every `eval_every` steps. `out_dir` receives the checkpoint
+(codec + encoder + decoder, loadable with `models.loading.load`), train_state.pt (see
+models.train.common), log.csv and codes.pt (the manifest's codec codes, reused by later runs).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from agent.audio import read_audio
 from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, CodecConfig, S2SConfig, preset
-from models.data.manifest import Entry, dialogue_pairs, read_manifest
+from models.data.manifest import Entry, dialogue_pairs, intent_pairs, read_manifest
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import append_eos, apply_delay, shift_right, to_steps
 from models.s2s.encoder import StreamingEncoder
@@ -166,15 +167,18 @@ def make_examples(
     """Examples of (user, agent) pairs; answers longer than the decoder's max_steps are cut."""
     max_frames = config.decoder.max_steps * config.frames_per_step
     examples = []
+    speech_ends: dict[str, int] = {}
     for user, agent in pairs:
-        wav = read_audio(user.path(root), config.codec.sample_rate)
+        if user.key not in speech_ends:
+            wav = read_audio(user.path(root), config.codec.sample_rate)
+            speech_ends[user.key] = speech_end(wav)
         examples.append(
             Example(
                 user=codes[user.key],
                 answer=codes[agent.key][:, :max_frames],
                 speaker=_index(config.speakers, agent.speaker, "speaker"),
                 emotion=_index(config.emotions, agent.emotion, "emotion"),
-                speech_end=speech_end(wav),
+                speech_end=speech_ends[user.key],
             )
         )
     return examples
@@ -262,7 +266,7 @@ def validate(
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
-        with autocast(device):
+        with autocast(device, cpu_bf16=True):
             logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
         ce_sum += float(ce) * len(chunk)
         valid = targets != decoder.vocab.pad
@@ -290,14 +294,24 @@ def _resolve_config(config: str | S2SConfig, codec: CodecConfig) -> S2SConfig:
     return replace(chosen, codec=codec)
 
 
+PAIRINGS = {"dialogue": dialogue_pairs, "intent": intent_pairs}
+"""How user turns meet answers: the manifest's dialogue links (one answer per turn), or every
+answer of the turn's intent and split (synthetic corpora: many voices and emotions per turn)."""
+
+
 def load_examples(
-    manifest: Path, codec: TeluCodec, config: S2SConfig, cache: Path, progress: bool = True
+    manifest: Path,
+    codec: TeluCodec,
+    config: S2SConfig,
+    cache: Path,
+    progress: bool = True,
+    pairing: str = "dialogue",
 ) -> dict[str, list[Example]]:
-    """Train and validation examples of the manifest's dialogue pairs (by the user's split)."""
+    """Train and validation examples of the manifest's pairs (by the user's split)."""
     codes = encode_manifest(
         codec, manifest, cache=cache, frames_per_step=config.frames_per_step, progress=progress
     )
-    pairs = dialogue_pairs(read_manifest(manifest))
+    pairs = PAIRINGS[pairing](read_manifest(manifest))
     return {
         split: make_examples(
             [p for p in pairs if p[0].split == split], codes, manifest.parent, config
@@ -323,6 +337,7 @@ def train_s2s(
     save_every: int = 500,
     eot_weight: float = EOT_WEIGHT,
     progress: bool = True,
+    pairing: str = "dialogue",
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -362,8 +377,11 @@ def train_s2s(
         log.info("resuming %s at step %d", out, start)
 
     out.mkdir(parents=True, exist_ok=True)
-    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress)
-    train, validation = examples["train"], examples["validation"][:MAX_VALIDATION_PAIRS]
+    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress, pairing)
+    train, validation = examples["train"], examples["validation"]
+    if len(validation) > MAX_VALIDATION_PAIRS:  # a fixed sample across all intents
+        chosen = torch.randperm(len(validation), generator=torch.Generator().manual_seed(seed))
+        validation = [validation[i] for i in chosen[:MAX_VALIDATION_PAIRS].tolist()]
     if not train:
         raise ValueError(f"{manifest} has no train dialogue pairs (user turns with a pair)")
     log.info("%d train pairs, %d validation pairs", len(train), len(validation))
@@ -392,7 +410,7 @@ def train_s2s(
     for step in range(start + 1, steps + 1):
         chosen = torch.randperm(len(train), generator=data_generator)[:batch_size]
         batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
-        with autocast(torch_device):
+        with autocast(torch_device, cpu_bf16=True):
             _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device))
         loss = ce + eot_weight * bce
         optimizer.zero_grad(set_to_none=True)
@@ -449,6 +467,13 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     p.add_argument("--batch-size", type=int, default=8, help="dialogue pairs per step")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
+    p.add_argument(
+        "--pairing",
+        default="dialogue",
+        choices=sorted(PAIRINGS),
+        help="dialogue: each user turn with its linked answer; intent: with every answer of "
+        "its intent and split (the synthetic corpus)",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -470,6 +495,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         save_every=args.save_every,
         progress=not args.no_progress,
+        pairing=args.pairing,
     )
     print(json.dumps(metrics))
     return 0

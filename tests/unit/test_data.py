@@ -17,7 +17,7 @@ from models.data.bank import INTENTS, OPENERS
 from models.data.commands import add_data_commands
 from models.data.crops import random_crops
 from models.data.importers import hash_split, import_dataset
-from models.data.manifest import SPLITS, dialogue_pairs, read_manifest
+from models.data.manifest import SPLITS, dialogue_pairs, intent_pairs, read_manifest
 from models.data.synth import (
     PERSONAS,
     PROSODY,
@@ -230,6 +230,25 @@ def test_dialogue_pairs_resolve_within_each_split(corpus):
             assert agent.extra["intent"] == user.extra["intent"]
             answer = next(i.answer for i in INTENTS if i.name == user.extra["intent"])
             assert all(clause in agent.text for clause in clauses(answer))
+
+
+def test_intent_pairs_give_each_turn_every_answer_of_its_intent_and_split(corpus):
+    entries = read_manifest(corpus)
+    pairs = intent_pairs(entries)
+    linked = set((u.key, a.key) for u, a in dialogue_pairs(entries))
+    assert linked <= {(u.key, a.key) for u, a in pairs}  # the dialogue links are among them
+    for user, answer in pairs:
+        assert (user.dialogue.role, answer.dialogue.role) == ("user", "agent")
+        assert answer.extra["intent"] == user.extra["intent"] and answer.split == user.split
+    for user in (e for e in entries if e.dialogue.role == "user"):
+        expected = {
+            a.key
+            for a in entries
+            if a.dialogue.role == "agent"
+            and a.split == user.split
+            and a.extra["intent"] == user.extra["intent"]
+        }
+        assert {a.key for u, a in pairs if u.key == user.key} == expected
 
 
 def test_audio_is_16k_mono_and_loudness_normalised(corpus):

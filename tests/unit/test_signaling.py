@@ -84,6 +84,41 @@ async def test_offer_that_parses_but_cannot_be_answered_is_refused(agent, http):
     assert "telugu_s2s_active_sessions 0.0" in text
 
 
+def with_candidates(sdp: str, hosts: list[str]) -> str:
+    """The offer with extra host candidates (at the given addresses or names) after its own."""
+    lines = sdp.splitlines()
+    at = max(i for i, line in enumerate(lines) if line.startswith("a=candidate"))
+    extra = [
+        f"a=candidate:x{i} 1 udp 2130706431 {host} {40000 + i} typ host"
+        for i, host in enumerate(hosts)
+    ]
+    return "\r\n".join(lines[: at + 1] + extra + lines[at + 1 :]) + "\r\n"
+
+
+async def test_offer_with_too_many_candidates_is_refused(agent, http):
+    sdp = with_candidates(await make_offer(), [f"10.0.0.{i}" for i in range(40)])
+    await expect_refused(agent, http, {"sdp": sdp, "type": "offer"}, 400, "too_many_candidates")
+
+
+async def test_an_offer_the_agent_cannot_answer_in_time_is_refused_and_freed(
+    agent, http, monkeypatch
+):
+    """mDNS candidate names cost the agent about a second to resolve (none answers here)."""
+    from signaling import calls
+
+    monkeypatch.setattr(calls, "ACCEPT_TIMEOUT_S", 0.3)
+    lines = (await make_offer()).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("a=candidate"):
+            fields = line.split()
+            fields[4] = f"peer{i}.local"
+            lines[i] = " ".join(fields)
+    sdp = "\r\n".join(lines) + "\r\n"
+    await expect_refused(agent, http, {"sdp": sdp, "type": "offer"}, 400, "offer_timeout")
+    text = await (await http.get(f"{agent.url}/metrics")).text()
+    assert "telugu_s2s_active_sessions 0.0" in text
+
+
 async def test_unknown_speaker_and_emotion_list_the_valid_ones(agent, http):
     sdp = await make_offer()
     payload = await expect_refused(

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from agent.audio import read_audio, write_audio
+from agent.config import TurnConfig
 from models.checkpoints import load_extra, save_checkpoint
 from models.codec import TeluCodec
 from models.config import DEMO
@@ -22,11 +23,12 @@ from models.data.manifest import Dialogue, Entry, write_manifest
 from models.eval.emotion import accuracy, fit_emotion_classifier
 from models.eval.eot import (
     Outcome,
+    detector_outcome,
     evaluate_eot,
     model_outcome,
     ready_samples,
-    silero_outcome,
     summarise,
+    window_eot,
 )
 from models.eval.s2s import dtw_distance, evaluate_s2s
 from models.loading import build, load
@@ -277,10 +279,18 @@ def test_eot_decisions_are_timed_from_the_end_of_speech() -> None:
     assert model_outcome(probs, ready, 400, 1500, 320, 0.99) == Outcome(False, None)
     # Silero windows of 512 samples: a 320 ms rule ends 10 silent windows after the speech
     speech, silence = [0.9] * 5, [0.0] * 12
-    assert silero_outcome(speech + silence, 5 * 512, 320) == Outcome(False, 10 * 512)
+    rule = {ms: TurnConfig(min_silence_ms=ms) for ms in (320, 480)}
+    assert detector_outcome(rule[320], speech + silence, 5 * 512) == Outcome(False, 10 * 512)
     with_pause = speech + silence + speech + silence
-    assert silero_outcome(with_pause, 22 * 512, 320) == Outcome(True, 10 * 512)
-    assert silero_outcome(with_pause, 22 * 512, 480) == Outcome(False, None)
+    assert detector_outcome(rule[320], with_pause, 22 * 512) == Outcome(True, 10 * 512)
+    assert detector_outcome(rule[480], with_pause, 22 * 512) == Outcome(False, None)
+    # the agent's --eot model: the head's latest probability with each window; confident
+    # after 3 silent windows (>= 96 ms of silence) it ends the turn there
+    head = np.array([0.0] * 6 + [0.95] * 20)
+    eot = window_eot(head, (np.arange(26) + 2) * 320, len(speech + silence))
+    assert eot[0] is None and eot[1] == 0.0 and eot[-1] == 0.95
+    model = TurnConfig(min_silence_ms=320, eot="model", eot_threshold=0.9)
+    assert detector_outcome(model, speech + silence, 5 * 512, eot) == Outcome(False, 3 * 512)
     summary = summarise([Outcome(True, 1600), Outcome(False, 3200), Outcome(False, None)], RATE)
     assert summary["median_delay_ms"] == 150 and summary["miss_rate"] == pytest.approx(1 / 3)
     assert summary["false_fire_rate"] == pytest.approx(1 / 3)
@@ -292,7 +302,8 @@ def test_eot_evaluation_reports_every_threshold_and_silence_rule(trained) -> Non
     assert result["turns"] == 3 and result["step_ms"] == 20
     assert [r["threshold"] for r in result["model"]] == [0.3, 0.5, 0.7, 0.9]
     assert [r["min_silence_ms"] for r in result["silero"]] == [320, 480, 576, 704]
-    for row in result["model"] + result["silero"]:
+    assert [r["threshold"] for r in result["agent_model"]] == [0.3, 0.5, 0.7, 0.9]
+    for row in result["model"] + result["silero"] + result["agent_model"]:
         assert 0 <= row["false_fire_rate"] <= 1 and 0 <= row["miss_rate"] <= 1
         for key in ("median_delay_ms", "p95_delay_ms"):
             assert row[key] is None or row[key] >= 0
@@ -319,6 +330,35 @@ def test_s2s_evaluation_reports_every_accuracy(trained) -> None:
     assert result["voice_chance"] == pytest.approx(1 / 4)
     assert result["mean_answer_s"] > 0
     json.dumps(result)
+
+
+def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_path: Path) -> None:
+    from agent.cli import main
+    from models.eval.codec import evaluate_codec
+
+    out, metrics = trained
+    manifest = out.parent / "manifest.jsonl"
+    shipped = tmp_path / "shipped"
+    assert main(["models", "export", str(out), str(shipped)]) == 0
+    results = {
+        "eval-codec.json": evaluate_codec(shipped, manifest, max_files=2, device="cpu"),
+        "eval-s2s.json": evaluate_s2s(shipped, manifest, max_turns=1, device="cpu", progress=False),
+        "eval-eot.json": evaluate_eot(shipped, manifest, max_turns=2, device="cpu"),
+    }
+    for name, result in results.items():
+        (shipped / name).write_text(json.dumps(result))
+        results[name] = json.loads(json.dumps(result))  # as the card reads it
+    args = ["models", "card", str(shipped), "--codec-run", str(out), "--s2s-run", str(out)]
+    assert main([*args, "--data", str(manifest)]) == 0
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "trained only on synthetic speech" in card
+    assert f"| S2S | {metrics['step']} |" in card
+    s2s = results["eval-s2s.json"]
+    assert f"{100 * s2s['voice_accuracy']:.1f} %" in card
+    pesq = results["eval-codec.json"]["levels"]["8"]["pesq_wb"]
+    assert f"| 8 | 12.8 | {'-' if pesq is None else f'{pesq:.2f}'} |" in card
+    assert card.count("agent `--eot model`") == len(results["eval-eot.json"]["agent_model"])
+    assert "| test | " in card and "make demo-model" in card
 
 
 def _dtw_by_definition(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,10 +7,10 @@ from agent.vad import WINDOW, SileroVAD
 from tests.speech import conversation, silence, synthesize
 
 
-def run(detector: TurnDetector, probs: list[float]):
+def run(detector: TurnDetector, probs: list[float], eot: list[float | None] | None = None):
     events = []
     for i, p in enumerate(probs):
-        event = detector.update(p, now=i * 0.032)
+        event = detector.update(p, now=i * 0.032, eot_prob=None if eot is None else eot[i])
         if event is not None:
             events.append((i, event))
     return events
@@ -42,6 +42,31 @@ def test_windows_between_thresholds_continue_speech_but_not_silence():
     # a silence has begun: in-between windows no longer count as speech
     events = run(detector, [0.1, 0.4, 0.4])
     assert [e.kind for _, e in events] == [TurnEventKind.END_OF_TURN]
+
+
+def test_model_eot_ends_a_turn_early_only_in_silence_and_above_threshold():
+    config = TurnConfig(
+        min_speech_ms=32,
+        min_silence_ms=320,
+        eot="model",
+        eot_threshold=0.8,
+        model_min_silence_ms=64,
+    )
+    probs = [0.9] * 5 + [0.05] * 12
+    # confident during speech: ignored; in silence it ends the turn at the 2nd silent window
+    eot = [0.95] * 5 + [0.5, 0.95, 0.95] + [0.95] * 9
+    (_, _), (i_end, end) = run(TurnDetector(config), probs, eot)
+    assert end.kind is TurnEventKind.END_OF_TURN and i_end == 6
+    assert end.end_sample == 5 * WINDOW
+    # below the threshold the silence rule still ends the turn (10th silent window)
+    (_, _), (i_end, _) = run(TurnDetector(config), probs, [0.7] * 17)
+    assert i_end == 5 + 9
+    # a responder without a head (None) and the 'silence' mode never end early
+    (_, _), (i_end, _) = run(TurnDetector(config), probs, [None] * 17)
+    assert i_end == 5 + 9
+    silence_mode = TurnConfig(min_speech_ms=32, min_silence_ms=320)
+    (_, _), (i_end, _) = run(TurnDetector(silence_mode), probs, eot)
+    assert i_end == 5 + 9
 
 
 @pytest.fixture(scope="module")
