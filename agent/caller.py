@@ -28,10 +28,13 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
+from agent.continuity import Continuity, answer_continuity
 from agent.events import EVENTS_LABEL
 from agent.icefix import install as install_ice_fix
 from agent.icepair import selected_pair
-from agent.jitter import install_receive_buffer
+from agent.impairment import ImpairedLink, LinkProfile
+from agent.opus_send import opus_negotiated, use_speech_encoder
+from agent.receive import concealment, install_receive_buffer
 
 install_ice_fix()
 
@@ -55,6 +58,8 @@ class TurnReport:
     speech_end_to_vad_ms, from the last speech sample sent to the arrival of the agent's last
     speech window (Opus, network, the receive path and the VAD's tail after real speech ends);
     rtp_to_ear_ms, from the first answer packet sent to its first sample heard."""
+    continuity: Continuity | None = None
+    """How whole the answer arrived: longest stall, audio missing, frames rebuilt."""
 
 
 @dataclass
@@ -63,6 +68,10 @@ class CallReport:
     turns: list[TurnReport]
     events: list[dict[str, Any]]
     client_jitter_buffer_ms: float | None
+    client_concealment: dict[str, float] = field(default_factory=dict)
+    """Frames the caller's decoder rebuilt (plc, fec) and audio left missing (ms)."""
+    link: dict[str, Any] = field(default_factory=dict)
+    """The impairment applied, and what it did in each direction."""
     ice_pair: dict[str, Any] | None = None
     """The caller's selected candidate pair (types and addresses of both ends)."""
 
@@ -76,6 +85,8 @@ class CallReport:
             "answered": self.answered,
             "turns": [asdict(t) for t in self.turns],
             "client_jitter_buffer_ms": self.client_jitter_buffer_ms,
+            "client_concealment": self.client_concealment,
+            "link": self.link,
             "ice_pair": self.ice_pair,
         }
 
@@ -126,6 +137,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.frames: list[tuple[float, np.ndarray]] = []
+        self.pts: list[int | None] = []
         self.last_loud = 0.0
         self._task: asyncio.Task | None = None
 
@@ -139,6 +151,7 @@ class Recorder:
                 now = time.monotonic()
                 pcm = frame_to_mono(frame)
                 self.frames.append((now, pcm))
+                self.pts.append(frame.pts)
                 if np.abs(pcm).max(initial=0) > LOUD:
                     self.last_loud = now
         except MediaStreamError:
@@ -189,9 +202,12 @@ def match_turns(
     answers: list[tuple[float, float]],
     latency_events: list[tuple[float, dict[str, Any]]],
     same_host: bool = False,
+    recorder: Recorder | None = None,
+    rebuilt_pts: set[int] | None = None,
 ) -> list[TurnReport]:
     """Pair each user turn with the first answer that starts after it ends (and before the
-    next turn ends), and with the server latency event that arrived closest to that answer."""
+    next turn ends), and with the server latency event that arrived closest to that answer;
+    with the `recorder`, also measure how whole each answer arrived."""
     reports = []
     ends = [track.sample_time(end) for _, end in segments if end < len(track.sent_at) * WIRE_FRAME]
     for i, speech_end in enumerate(ends):
@@ -207,6 +223,10 @@ def match_turns(
             start = heard[0][0]
             report.voice_to_voice_ms = round((start - speech_end) * 1000, 1)
             report.answer_duration_ms = round((heard[-1][1] - start) * 1000, 1)
+            if recorder is not None:
+                report.continuity = answer_continuity(
+                    recorder.frames, recorder.pts, start, heard[-1][1], rebuilt_pts or set()
+                )
             near = [e for t, e in latency_events if abs(t - start) < 0.5]
             if near:
                 report.server = near[0].get("stages", {})
@@ -233,12 +253,16 @@ async def call(
     ice_servers: list[RTCIceServer] | None = None,
     relay_only: bool = False,
     token: str | None = None,
+    link: LinkProfile | None = None,
+    opus_fec: bool = True,
 ) -> tuple[CallReport, np.ndarray]:
     """Call the agent at `url` with the given audio; return the report and all audio heard.
 
     `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
     (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
-    `Authorization: Bearer`."""
+    `Authorization: Bearer`. `link` impairs the path both ways (agent/impairment.py);
+    `opus_fec` makes the caller send speech-tuned Opus with in-band FEC, as a browser does
+    when the answer asks for it."""
     if relay_only and ice_servers is None:
         raise ValueError("relay_only needs ice_servers with a TURN server")
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
@@ -253,20 +277,30 @@ async def call(
     jitter_buffer = install_receive_buffer(receiver, jitter)
     pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
     await pc.setLocalDescription(await pc.createOffer())
+    impaired = None
+    if link is not None and not link.clean:
+        impaired = ImpairedLink(link)
+        impaired.attach(pc)
     ice_pair = None
     headers = {"Authorization": f"Bearer {token}"} if token else None
     async with aiohttp.ClientSession(headers=headers) as http:
         session_id, hang_up_url = "", None
         try:
             session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
+            sender = next(s for s in pc.getSenders() if s.track is track)
+            if opus_fec and opus_negotiated(pc, sender):
+                use_speech_encoder(sender)
             await _converse(track, recorder, events, settle_s, max_wait_s)
             ice_pair = selected_pair(pc)
         finally:
             await recorder.stop()
             await pc.close()
+            if impaired is not None:
+                impaired.close()
             if hang_up_url is not None:
                 async with http.delete(hang_up_url):
                     pass
+    rebuilt = concealment(receiver)
     report = CallReport(
         session=session_id,
         turns=match_turns(
@@ -275,11 +309,25 @@ async def call(
             answer_onsets(recorder.frames),
             [(t, e) for t, e in events if e.get("type") == "latency"],
             same_host=_is_loopback(url),
+            recorder=recorder,
+            rebuilt_pts=set(rebuilt.rebuilt_pts) if rebuilt is not None else None,
         ),
         events=[e for _, e in events],
         client_jitter_buffer_ms=jitter_buffer.stats.median_ms(last=10_000),
         ice_pair=ice_pair,
     )
+    if rebuilt is not None:
+        report.client_concealment = {
+            "plc": rebuilt.concealed,
+            "fec": rebuilt.recovered,
+            "unconcealed_ms": round(rebuilt.unconcealed_ms, 1),
+        }
+    if impaired is not None:
+        report.link = {
+            **asdict(link),
+            "uplink": asdict(impaired.uplink.stats),
+            "downlink": asdict(impaired.downlink.stats),
+        }
     return report, recorder.audio()
 
 

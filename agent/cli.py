@@ -156,8 +156,14 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jitter",
         default=DEFAULT_AGENT.jitter,
-        choices=["adaptive", "aiortc"],
-        help="receive jitter buffer: ours (no hold on a clean path) or aiortc's",
+        choices=["adaptive", "skip", "aiortc"],
+        help="receive path: ours (no hold on a clean path, lost frames concealed), ours "
+        "without concealment, or aiortc's",
+    )
+    p.add_argument(
+        "--no-opus-fec",
+        action="store_true",
+        help="send aiortc's default Opus (96 kbps, no in-band FEC) and do not ask for FEC",
     )
     p.add_argument(
         "--peer-timeout",
@@ -235,6 +241,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         barge_in=not args.no_barge_in,
         jitter=args.jitter,
+        opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
     )
     checkpoint = None if args.untrained else args.checkpoint
@@ -362,9 +369,9 @@ def _add_call(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
     p.add_argument(
         "--jitter",
-        choices=["adaptive", "aiortc"],
+        choices=["adaptive", "skip", "aiortc"],
         default="adaptive",
-        help="the caller's own receive jitter buffer",
+        help="the caller's own receive path (as serve --jitter)",
     )
     p.add_argument(
         "--turn-gap-ms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-JitterMode = Literal["adaptive", "aiortc"]
+JitterMode = Literal["adaptive", "skip", "aiortc"]
 EotMode = Literal["silence", "model"]
 
 
@@ -50,8 +50,11 @@ class AgentConfig:
     barge_in: bool = True
     """Stop the answer when the user starts speaking over it."""
     jitter: JitterMode = "adaptive"
-    """Receive jitter buffer: 'adaptive' releases each in-order packet at once; 'aiortc' is
-    aiortc's own (4 packets of prefetch), kept for comparison."""
+    """Receive path: 'adaptive' releases each in-order packet at once and conceals lost
+    frames (PLC, in-band FEC); 'skip' is the same buffer without concealment and 'aiortc'
+    aiortc's own (4 packets of prefetch), both kept for comparison."""
+    opus_fec: bool = True
+    """Send speech-tuned Opus (32 kbps, in-band FEC) and ask the peer for FEC in the answer."""
     peer_timeout_s: float = 3.0
     """A call whose peer sends no audio for this long is over (the peer vanished)."""
     connect_timeout_s: float = 20.0

@@ -9,9 +9,11 @@ gap in sequence numbers needs waiting, for a packet that may merely be late.
 packets do arrive late and shrinks again when they stop, and after a gap it skips the missing
 packet and releases everything it held at once, so it never stays behind.
 aiortc's receiver takes one frame from the buffer per packet, so the frames released together
-are handed to the decoder through `DecoderFeed`, a drop-in for the receiver's decoder queue.
+are handed to the decoder through `DecoderFeed`, a drop-in for the receiver's decoder queue
+(agent/conceal.py's ConcealingFeed also rebuilds the skipped frames; agent/receive.py installs
+both).
 
-`measured_aiortc_buffer` keeps aiortc's own behaviour with the same hold-time measurement, for
+`MeasuredAiortcBuffer` keeps aiortc's own behaviour with the same hold-time measurement, for
 before/after comparisons (`--jitter aiortc`).
 """
 
@@ -23,11 +25,9 @@ import time
 from collections import deque
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
-
-from agent.config import JitterMode
 
 MAX_MISORDER = 100
 """A sequence jump larger than this (either way) is a new stream, not a reordering."""
@@ -153,33 +153,16 @@ class DecoderFeed(queue.Queue):
         self._buffer = buffer
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:  # noqa: ANN001
-        super().put(item, block, timeout)
-        if item is None:
+        if item is None:  # the receiver stops: aiortc's decoder thread ends the track
+            super().put(item, block, timeout)
             return
         codec, frame = item
+        self._deliver(codec, frame)
         for extra in self._buffer.take_extra():
             offset = (extra.timestamp - self._buffer.primary_timestamp) & 0xFFFFFFFF
-            extra.timestamp = frame.timestamp + offset
-            super().put((codec, extra), block, timeout)
+            extra.timestamp = (frame.timestamp + offset) & 0xFFFFFFFF
+            self._deliver(codec, extra)
 
-
-def install_receive_buffer(
-    receiver: RTCRtpReceiver, mode: JitterMode
-) -> AudioJitterBuffer | MeasuredAiortcBuffer:
-    """Give an audio receiver our jitter buffer before its decoder thread starts.
-
-    Must run before the connection starts (right after setRemoteDescription on an answerer,
-    before createOffer on an offerer). Returns the buffer, whose `stats` measure hold times.
-    """
-    for name in ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__decoder_queue"):
-        if not hasattr(receiver, name):
-            raise RuntimeError(f"this aiortc version has no {name}; cannot tune its receiver")
-    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
-        raise RuntimeError("the receiver is already running; install the buffer before connecting")
-    if mode == "aiortc":
-        buffer: AudioJitterBuffer | MeasuredAiortcBuffer = MeasuredAiortcBuffer()
-    else:
-        buffer = AudioJitterBuffer()
-        receiver._RTCRtpReceiver__decoder_queue = DecoderFeed(buffer)
-    receiver._RTCRtpReceiver__jitter_buffer = buffer
-    return buffer
+    def _deliver(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
+        """Hand one frame on to aiortc's decoder thread."""
+        super().put((codec, frame))

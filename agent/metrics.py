@@ -39,6 +39,13 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+        self.concealed_frames = Counter(
+            "telugu_s2s_concealed_frames",
+            "Lost received frames rebuilt by Opus PLC or from in-band FEC",
+            ["how"],
+            registry=self.registry,
+        )
+
     def observe_turn(self, stages_ms: dict[str, float]) -> None:
         """Record one answered turn's stage breakdown."""
         self.turns.inc()

@@ -28,6 +28,7 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -36,9 +37,10 @@ from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
 from agent.icefix import install as install_ice_fix
-from agent.jitter import install_receive_buffer
 from agent.metrics import AgentMetrics
+from agent.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.outbound import AnswerTrack
+from agent.receive import concealment, install_receive_buffer
 from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
@@ -84,6 +86,7 @@ class Session:
         self._turns = TurnDetector(config.turns)
         self._probe = FirstPacketProbe()
         self._jitter: Any = None
+        self._receiver: RTCRtpReceiver | None = None
         self._latency: dict[int, TurnLatency] = {}
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
@@ -108,8 +111,12 @@ class Session:
         if self._listen_task is None:
             raise ValueError("the offer has no audio the agent can receive")
         self.pc.addTrack(self.answer_track)
+        if self.config.opus_fec:
+            offer_fec(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sender = next(s for s in self.pc.getSenders() if s.track is self.answer_track)
+        if self.config.opus_fec and opus_negotiated(self.pc, sender):
+            use_speech_encoder(sender)
         self._probe.attach(sender.transport)
         self.metrics.sessions.inc()
         self.metrics.active_sessions.inc()
@@ -142,6 +149,7 @@ class Session:
             return
         receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
         self._jitter = install_receive_buffer(receiver, self.config.jitter)
+        self._receiver = receiver
         self._listen_task = asyncio.create_task(self._listen(track), name=f"listen-{self.id}")
 
     # inbound: frames -> windows -> VAD -> turns -------------------------------------------
@@ -293,6 +301,10 @@ class Session:
 
     def _release(self) -> None:
         """Free what the call holds besides its peer connection; the call is then over."""
+        try:
+            self._count_concealment()
+        except Exception:  # metrics must never keep a call from ending
+            log.warning("session %s: concealment figures unavailable", self.id, exc_info=True)
         self._listener.submit(self._responder.close)
         for worker in (self._listener, self._answerer):
             worker.shutdown(wait=False, cancel_futures=True)
@@ -301,6 +313,12 @@ class Session:
         if self._on_closed is not None:
             self._on_closed(self)
         self.closed.set()
+
+    def _count_concealment(self) -> None:
+        stats = concealment(self._receiver) if self._receiver is not None else None
+        if stats is not None:
+            self.metrics.concealed_frames.labels(how="plc").inc(stats.concealed)
+            self.metrics.concealed_frames.labels(how="fec").inc(stats.recovered)
 
     @staticmethod
     async def _in(worker: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:

@@ -69,3 +69,36 @@ def test_decoder_feed_passes_on_frames_released_together():
     assert [f.data for _, f in items] == [b"\x02", b"\x03"]
     assert items[1][1].timestamp == 5000 + (3 * 960 - frame_ts)
     assert feed.empty()
+
+
+def test_window_is_a_playout_delay_that_grows_under_jitter_and_decays_on_a_clean_path():
+    buffer = AudioJitterBuffer(max_window=3, calm_packets=20)
+    seq = 0
+    for _ in range(4):  # jittery path: a packet overtaken by more than the window, each time
+        overtaking = buffer.window + 1
+        buffer.add(packet(seq))
+        for later in range(seq + 2, seq + 2 + overtaking):
+            buffer.add(packet(later))
+        buffer.add(packet(seq + 1))  # later than the window allowed
+        seq += 2 + overtaking
+    assert buffer.window == 3  # grew, capped at max_window
+    held = []
+    for _ in range(60):  # clean path
+        _, frame = buffer.add(packet(seq))
+        held.append(frame is not None)
+        seq += 1
+    assert all(held)  # in-order packets are never held, whatever the window
+    assert buffer.window == 1  # and the window decays back
+
+
+def test_a_loss_does_not_leave_the_buffer_behind():
+    buffer = AudioJitterBuffer()
+    for seq in range(10):
+        buffer.add(packet(seq))
+    buffer.add(packet(11))  # 10 lost
+    buffer.add(packet(12))
+    buffer.take_extra()
+    for seq in range(13, 30):
+        _, frame = buffer.add(packet(seq))
+        assert frame is not None and frame.data == bytes([seq])
+    assert buffer.skipped_packets == 1

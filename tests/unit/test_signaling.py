@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
+from agent.config import AgentConfig
 from models.controls import EMOTIONS, SPEAKERS
 from tests.conftest import start_agent
 
@@ -208,3 +209,19 @@ async def test_health_options_ice_config_metrics_and_page(agent, http):
         assert "telugu_s2s_stage_latency_ms" in text
     async with http.get(f"{agent.url}/") as r:
         assert r.status == 200 and "<html" in (await r.text()).lower()
+
+
+@pytest.mark.parametrize("opus_fec", [True, False])
+async def test_answer_asks_for_opus_fec(http, opus_fec):
+    agent, runner = await start_agent(AgentConfig(opus_fec=opus_fec))
+    try:
+        status, body, _ = await post_json(
+            http, f"{agent.url}/offer", {"sdp": await make_offer(), "type": "offer"}
+        )
+        assert status == 200
+        lines = body["sdp"].splitlines()
+        opus_pt = next(ln.split()[0].split(":")[1] for ln in lines if "opus/48000" in ln)
+        fmtp = [ln for ln in lines if ln.startswith(f"a=fmtp:{opus_pt} ")]
+        assert any("useinbandfec=1" in ln for ln in fmtp) == opus_fec
+    finally:
+        await runner.cleanup()
