@@ -61,7 +61,7 @@ bench: $(VENV)/.installed-test apt-packages
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
 CODEC_STEPS ?= 5000
-S2S_STEPS ?= 2400
+S2S_STEPS ?= 1400
 DEVICE ?= auto
 # Within 2 CPU hours the codec gets reconstruction losses only; on a GPU, add the GAN phase,
 # e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
@@ -75,7 +75,7 @@ demo-model: $(VENV)/.installed-test apt-packages
 	  --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
-	  --batch-size 8 --pairing intent --eval-every 600 --device $(DEVICE) --resume --no-progress
+	  --batch-size 8 --pairing intent --eval-every 350 --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_OUT)
 	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json

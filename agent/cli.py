@@ -62,7 +62,7 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
     p.add_argument(
         "--responder",
-        default="parrot",
+        default="s2s",
         choices=RESPONDERS,
         help="s2s answers with the transformer; parrot plays each turn back; codec does so "
         "through TeluCodec",

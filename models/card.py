@@ -118,7 +118,8 @@ def _codec_table(result: dict[str, Any]) -> list[str]:
 def _s2s_table(result: dict[str, Any]) -> list[str]:
     return [
         f"{result['answers']} answers to {result['turns']} held-out user turns "
-        f"({result['split']} split, each answered in all four voices):",
+        f"({result['split']} split, each answered in all four voices, sampled at temperature "
+        f"{result.get('temperature', 0.0):g}, top {result.get('top_k') or 'all'}):",
         "",
         "| verdict | accuracy | chance |",
         "|---|---|---|",
@@ -132,6 +133,26 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
         f"The emotion classifier itself is right on {_pct(result['emotion_classifier_accuracy'])}"
         f" of the split's real answers. {_pct(result['ended_rate'])} of the answers ended with "
         f"the decoder's end-of-answer token; mean answer length {result['mean_answer_s']:.1f} s.",
+        *_verdict_notes(result),
+    ]
+
+
+def _verdict_notes(result: dict[str, Any]) -> list[str]:
+    """Plain words for verdicts that are no better than chance."""
+    weak = [
+        name
+        for name, accuracy, chance in (
+            ("the right intent", result["answer_accuracy"], result["answer_chance"]),
+            ("the requested emotion", result["emotion_accuracy"], result["emotion_majority"]),
+            ("the requested voice", result["voice_accuracy"], result["voice_chance"]),
+        )
+        if accuracy is not None and accuracy <= 1.5 * chance
+    ]
+    if not weak:
+        return []
+    return [
+        "",
+        f"**Not learned at this training budget:** {', '.join(weak)} (no better than chance).",
     ]
 
 

@@ -15,6 +15,7 @@ from agent.responders.base import CallOptions, Responder, ResponderSession, User
 from agent.responders.codec import CodeRecorder
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
+from models.s2s.decoder import SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.s2s.kv_cache import MemoryCache
 
 KEEP_S = 60.0
@@ -125,8 +126,8 @@ class S2SResponder(Responder):
     def __init__(
         self,
         models: Models,
-        temperature: float = 0.8,
-        top_k: int = 50,
+        temperature: float = SAMPLE_TEMPERATURE,
+        top_k: int = SAMPLE_TOP_K,
         max_answer_s: float = MAX_ANSWER_S,
     ) -> None:
         self.models = models

@@ -3,8 +3,8 @@
 Each held-out user turn (a user entry of `split` with a paired answer) is answered in all four
 voices, with the emotion of its reference answer: the codec encodes the turn, the encoder
 (conditioned on the requested speaker and emotion) gives the memory, the decoder generates
-(greedy by default) up to twice the reference answer's length or to its EOS, and the codec
-decodes the answer. Three verdicts per answer:
+(sampled as the agent samples: temperature 0.8 among the top 50) up to twice the reference
+answer's length or to its EOS, and the codec decodes the answer. Three verdicts per answer:
 
 - answer: the answer is closer to a reference answer of the turn's intent than to the
   reference answers of every other intent, all in the requested voice and emotion when the
@@ -37,6 +37,7 @@ from agent.audio import read_audio
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
 from models.loading import Models, load
+from models.s2s.decoder import SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.speaker import SpeakerEncoder, mel_spectrogram
 from models.train.common import select_device
 from models.train.s2s import SILENCE_S
@@ -92,6 +93,7 @@ def generate_answers(
     emotions: Tensor,
     max_steps: int,
     temperature: float,
+    top_k: int | None = None,
 ) -> tuple[list[np.ndarray], list[bool]]:
     """Answers (16 kHz) to one user turn for each (speaker, emotion) of a batch, and whether
     each one ended with EOS before max_steps. The turn is encoded followed by silence, as in
@@ -107,7 +109,12 @@ def generate_answers(
     memory = memory[:, : len(wav) // step_samples]
     steps = list(
         models.decoder.generate_stream(
-            memory, speakers, emotions, temperature=temperature, max_steps=max_steps
+            memory,
+            speakers,
+            emotions,
+            temperature=temperature,
+            top_k=top_k,
+            max_steps=max_steps,
         )
     )
     answer = torch.stack(steps, dim=2)  # (batch, Q, steps, G)
@@ -209,10 +216,11 @@ def evaluate_s2s(
     manifest: str | Path,
     split: str = "test",
     max_turns: int | None = 50,
-    temperature: float = 0.0,
+    temperature: float = SAMPLE_TEMPERATURE,
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    top_k: int | None = SAMPLE_TOP_K,
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
     random) user turns of `split`, each answered in every voice (see the module doc)."""
@@ -250,6 +258,7 @@ def evaluate_s2s(
             torch.full_like(voices, emotion),
             max(MIN_ANSWER_STEPS, 2 * reference_steps),
             temperature,
+            top_k,
         )
         target = intent(reference)
         emotions = classifier.predict(wavs)
@@ -277,6 +286,8 @@ def evaluate_s2s(
         "emotion_majority": classifier_result["majority"],
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
+        "temperature": temperature,
+        "top_k": top_k,
     }
 
 
@@ -312,7 +323,13 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--data", required=True, help="manifest (JSONL) with dialogue pairs")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--max-turns", type=int, default=50, help="user turns scored (random pick)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy decoding")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=SAMPLE_TEMPERATURE,
+        help="sampling temperature (the agent's by default); 0 is greedy decoding",
+    )
+    p.add_argument("--top-k", type=int, default=SAMPLE_TOP_K, help="sample among the k likeliest")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -331,6 +348,7 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         args.device,
         args.seed,
         progress=not args.json,
+        top_k=args.top_k,
     )
     if not args.json:
         print(format_report(result))

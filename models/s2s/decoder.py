@@ -45,6 +45,12 @@ MemoryKV = tuple[Tensor, Tensor, Tensor | None]
 """A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
 
 
+SAMPLE_TEMPERATURE = 0.8
+SAMPLE_TOP_K = 50
+"""How answers are sampled in a call (agent.responders.s2s) and in `eval s2s`: greedy decoding
+of a small model trained briefly collapses into one repeated code."""
+
+
 class DecoderLayer(nn.Module):
     """Pre-norm block: causal self-attention (RoPE, KV cache), cross-attention to the encoder
     memory, MLP."""

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -54,3 +56,19 @@ def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
     weight = shipped.decoder.embeddings.weight
     assert weight.dtype == torch.float32
     torch.testing.assert_close(weight, models.decoder.embeddings.weight, atol=1e-3, rtol=1e-3)
+
+
+def test_the_shipped_demo_model_loads_fits_its_budget_and_has_its_card():
+    from models.card import CARD_FILE, EVAL_FILES
+    from models.loading import DEMO_CHECKPOINT
+
+    models = load(DEMO_CHECKPOINT)
+    assert models.trained and models.config.name == "demo"
+    assert sum(f.stat().st_size for f in DEMO_CHECKPOINT.iterdir()) <= 25 * 2**20
+    card = (DEMO_CHECKPOINT / CARD_FILE).read_text(encoding="utf-8")
+    assert "trained only on synthetic speech" in card
+    for name in EVAL_FILES:
+        result = json.loads((DEMO_CHECKPOINT / name).read_text())
+        assert result["split"] == "test"
+    s2s = json.loads((DEMO_CHECKPOINT / "eval-s2s.json").read_text())
+    assert f"{100 * s2s['voice_accuracy']:.1f} %" in card
