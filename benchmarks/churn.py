@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import platform
 import threading
@@ -38,6 +39,7 @@ from agent.caller import FileTrack
 from agent.config import AgentConfig, TurnConfig
 from agent.events import EVENTS_LABEL
 
+log = logging.getLogger(__name__)
 KINDS = ("hang_up", "close_peer", "vanish", "drop_early", "abandon")
 WORD = "నమస్కారం"
 CHURN_CONFIG = AgentConfig(
@@ -47,6 +49,11 @@ CHURN_CONFIG = AgentConfig(
 )
 """Short turns and timeouts, so that a churn run takes a minute, not ten."""
 ANSWER_WAIT_S = 10.0
+CLOSE_WAIT_S = 5.0
+"""How long a caller waits for its own peer connection to close (the agent is what is measured)."""
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
+CALL_LIMIT_S = 45.0
+"""A caller still busy after this is given up on (its own peer stalled), so a run always ends."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class ChurnResult:
     answered: int
     """Calls that heard their answer start before they dropped (all but `abandon`, `drop_early`)."""
     refused: int
+    stuck: int
+    """Callers whose own aiortc peer had not finished within CALL_LIMIT_S (given up on)."""
 
 
 def speech(rate: int = WIRE_RATE) -> np.ndarray:
@@ -150,7 +159,11 @@ async def one_call(http: aiohttp.ClientSession, url: str, kind: str, pcm48: np.n
             _close_sockets(pc)
         return outcome
     finally:
-        await pc.close()
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await pc.close()
+        except Exception:  # aiortc's close can fail or stall on a half-built connection
+            log.warning("a churn caller's peer connection did not close cleanly", exc_info=True)
 
 
 async def churn(
@@ -167,11 +180,15 @@ async def churn(
     gate = asyncio.Semaphore(concurrency)
     kinds = [KINDS[i % len(KINDS)] for i in range(calls)]
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
 
         async def limited(kind: str) -> str:
             async with gate:
-                return await one_call(http, url, kind, pcm48)
+                try:
+                    async with asyncio.timeout(CALL_LIMIT_S):
+                        return await one_call(http, url, kind, pcm48)
+                except TimeoutError:
+                    return "stuck"
 
         outcomes = await asyncio.gather(*(limited(k) for k in kinds))
     await _until(lambda: sessions_left() == 0, settle_s)
@@ -181,6 +198,7 @@ async def churn(
         kinds=dict(Counter(kinds)),
         answered=outcomes.count("answered"),
         refused=outcomes.count("refused"),
+        stuck=outcomes.count("stuck"),
     )
 
 
@@ -239,7 +257,8 @@ def main() -> None:
     result, before, after = report["result"], report["before"], report["after"]
     print(
         f"{result['calls']} calls in {result['seconds']} s, {result['answered']} answered "
-        f"before the drop, {result['refused']} refused, {report['sessions_left']} sessions left"
+        f"before the drop, {result['refused']} refused, {result['stuck']} callers stuck, "
+        f"{report['sessions_left']} sessions left"
     )
     for key in before:
         print(f"  {key:12} before {before[key]:>8}  after {after[key]:>8}")
