@@ -49,8 +49,7 @@ def cpu_has_bf16() -> bool:
 
 def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (no grad scaler needed); on CPU only with `cpu_bf16` and a CPU
-    with native bf16 kernels (about 1.5x faster S2S steps there; emulated bf16 would be
-    slower), else fp32."""
+    with native bf16 kernels (emulated bf16 would be slower than fp32), else fp32."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
