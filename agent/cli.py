@@ -172,6 +172,12 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="seconds without audio after which a call is over",
     )
     p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_AGENT.connect_timeout_s,
+        help="seconds after the answer within which the peer's first audio must arrive",
+    )
+    p.add_argument(
         "--ice-server",
         action="append",
         default=[],
@@ -243,6 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
+        connect_timeout_s=args.connect_timeout,
     )
     checkpoint = None if args.untrained else args.checkpoint
     app = create_app(

@@ -1,9 +1,17 @@
-"""Prometheus instruments of the agent, in a registry of their own (one per server)."""
+"""Prometheus instruments of the agent, in a registry of their own (one per server), with
+what the server process holds (memory, file descriptors, threads, asyncio tasks): the churn
+test and benchmark read those from /metrics."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import asyncio
+import threading
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+LISTEN_THREAD = "listen-"
+ANSWER_THREAD = "answer-"
+"""Name prefixes of a call's two worker threads (agent.session)."""
 LATENCY_BUCKETS_MS = (5, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
 
 
@@ -38,7 +46,6 @@ class AgentMetrics:
             "Silent frames sent inside an answer because generation fell behind",
             registry=self.registry,
         )
-
         self.concealed_frames = Counter(
             "telugu_s2s_concealed_frames",
             "Lost received frames rebuilt by Opus PLC or from in-band FEC",
@@ -46,8 +53,32 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, _open_fds...
+        Gauge(
+            "telugu_s2s_asyncio_tasks", "asyncio tasks of the server's loop", registry=self.registry
+        ).set_function(_tasks)
+        Gauge(
+            "telugu_s2s_threads", "Threads of the server process", registry=self.registry
+        ).set_function(threading.active_count)
+        Gauge(
+            "telugu_s2s_call_threads", "Worker threads of calls", registry=self.registry
+        ).set_function(_call_threads)
+
     def observe_turn(self, stages_ms: dict[str, float]) -> None:
         """Record one answered turn's stage breakdown."""
         self.turns.inc()
         for stage, ms in stages_ms.items():
             self.stage_ms.labels(stage=stage).observe(ms)
+
+
+def _tasks() -> float:
+    """asyncio tasks of the loop running in this thread (/metrics is served on it)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop in this thread
+        return float("nan")
+
+
+def _call_threads() -> float:
+    names = (t.name for t in threading.enumerate())
+    return sum(name.startswith((LISTEN_THREAD, ANSWER_THREAD)) for name in names)

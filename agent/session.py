@@ -37,9 +37,10 @@ from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
 from agent.icefix import install as install_ice_fix
-from agent.metrics import AgentMetrics
+from agent.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
 from agent.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.outbound import AnswerTrack
+from agent.peerclose import close_peer
 from agent.receive import concealment, install_receive_buffer
 from agent.responders import CallOptions, Responder, UserTurn
 from agent.rtp_probe import FirstPacketProbe
@@ -80,8 +81,12 @@ class Session:
         )
         self._responder = responder.open(options)
         self._on_closed = on_closed
-        self._listener = ThreadPoolExecutor(1, thread_name_prefix=f"listen-{session_id[:8]}")
-        self._answerer = ThreadPoolExecutor(1, thread_name_prefix=f"answer-{session_id[:8]}")
+        self._listener = ThreadPoolExecutor(
+            1, thread_name_prefix=f"{LISTEN_THREAD}{session_id[:8]}"
+        )
+        self._answerer = ThreadPoolExecutor(
+            1, thread_name_prefix=f"{ANSWER_THREAD}{session_id[:8]}"
+        )
         self._vad: SileroVAD | None = None
         self._turns = TurnDetector(config.turns)
         self._probe = FirstPacketProbe()
@@ -293,7 +298,7 @@ class Session:
         self.answer_track.stop()
         try:
             async with asyncio.timeout(PC_CLOSE_TIMEOUT_S):
-                await self.pc.close()
+                await close_peer(self.pc)
         except Exception:  # aiortc can fail or stall closing a half-negotiated connection
             log.warning("session %s: peer connection did not close cleanly", self.id, exc_info=True)
         finally:

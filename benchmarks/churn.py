@@ -1,5 +1,6 @@
-"""Call churn: many real aiortc calls opened and dropped against an agent in this process,
-then a look at what is left (sessions, asyncio tasks, threads, file descriptors, RSS).
+"""Call churn: many real aiortc calls opened and dropped against an agent in its own process,
+then a look at what that process still holds (sessions, asyncio tasks, threads, file
+descriptors, resident memory), read from its /metrics.
 
 Each call speaks a short Telugu word, waits until the answer has started playing (so every
 drop lands in the middle of an answer) and then goes away in one of five ways, in turn:
@@ -11,43 +12,56 @@ drop lands in the middle of an answer) and then goes away in one of five ways, i
   drop_early  DELETE right after the answer SDP, before ICE has even connected
   abandon     the offer is posted and the answer never applied; the connect timeout ends it
 
-    python -m benchmarks.churn --calls 200 --concurrency 10     # prints figures, one JSON line
+    python -m benchmarks.churn --warmup 100 --blocks 4 --calls 100   # spawns a parrot agent
+    python -m benchmarks.churn --url http://127.0.0.1:8080          # an agent already running
+
+It prints the agent's resources after the warm-up and after each block, then one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import os
 import platform
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.audio import WIRE_RATE
 from agent.caller import FileTrack
-from agent.config import AgentConfig, TurnConfig
 from agent.events import EVENTS_LABEL
+from agent.memory import TRIM_DELAY_S
+from benchmarks.latency import free_port, spawn_agent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KINDS = ("hang_up", "close_peer", "vanish", "drop_early", "abandon")
 WORD = "నమస్కారం"
-CHURN_CONFIG = AgentConfig(
-    turns=TurnConfig(min_silence_ms=256),
-    peer_timeout_s=1.0,
-    connect_timeout_s=2.0,
+CHURN_AGENT = (
+    "--responder",
+    "parrot",
+    "--min-silence-ms",
+    "256",
+    "--peer-timeout",
+    "1",
+    "--connect-timeout",
+    "2",
+    "--rate-limit",
+    "off",
 )
-"""Short turns and timeouts, so that a churn run takes a minute, not ten."""
+"""The agent under churn (`telugu-s2s serve` arguments): no model in the path, short turns and
+timeouts, so that a block of 100 calls takes half a minute."""
 ANSWER_WAIT_S = 10.0
 CLOSE_WAIT_S = 5.0
 """How long a caller waits for its own peer connection to close (the agent is what is measured)."""
@@ -58,7 +72,7 @@ CALL_LIMIT_S = 45.0
 
 @dataclass(frozen=True)
 class Resources:
-    """What this process holds at one moment."""
+    """What the agent's process holds at one moment, as its /metrics reports it."""
 
     tasks: int
     threads: int
@@ -67,17 +81,20 @@ class Resources:
     rss_mib: float
 
     @classmethod
-    def now(cls) -> Resources:
-        page = os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/statm") as statm:
-            rss = int(statm.read().split()[1]) * page
-        names = [t.name for t in threading.enumerate()]
+    async def of(cls, http: aiohttp.ClientSession, url: str) -> Resources:
+        async with http.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+        values = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
         return cls(
-            tasks=len(asyncio.all_tasks()),
-            threads=len(names),
-            call_threads=sum(n.startswith(("listen-", "answer-")) for n in names),
-            fds=len(os.listdir("/proc/self/fd")),
-            rss_mib=round(rss / 2**20, 1),
+            tasks=int(values["telugu_s2s_asyncio_tasks"]),
+            threads=int(values["telugu_s2s_threads"]),
+            call_threads=int(values["telugu_s2s_call_threads"]),
+            fds=int(values["process_open_fds"]),
+            rss_mib=round(values["process_resident_memory_bytes"] / 2**20, 1),
         )
 
 
@@ -91,6 +108,8 @@ class ChurnResult:
     refused: int
     stuck: int
     """Callers whose own aiortc peer had not finished within CALL_LIMIT_S (given up on)."""
+    sessions_left: int
+    """Calls the agent still held settle_s after the last caller was done."""
 
 
 def speech(rate: int = WIRE_RATE) -> np.ndarray:
@@ -107,15 +126,6 @@ def _close_sockets(pc: RTCPeerConnection) -> None:
         for protocol in connection._protocols:
             if protocol.transport is not None:
                 protocol.transport.close()
-
-
-async def _until(predicate: Callable[[], bool], limit_s: float) -> bool:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def one_call(http: aiohttp.ClientSession, url: str, kind: str, pcm48: np.ndarray) -> str:
@@ -166,13 +176,24 @@ async def one_call(http: aiohttp.ClientSession, url: str, kind: str, pcm48: np.n
             log.warning("a churn caller's peer connection did not close cleanly", exc_info=True)
 
 
+async def _poll(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], limit_s: float) -> T:
+    """read() every 0.1 s until done(value) or limit_s have passed; the last value."""
+    deadline = time.monotonic() + limit_s
+    value = await read()
+    while not done(value) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        value = await read()
+    return value
+
+
+async def sessions(http: aiohttp.ClientSession, url: str) -> int:
+    """Calls the agent holds, from its /healthz."""
+    async with http.get(f"{url}/healthz") as resp:
+        return int((await resp.json())["sessions"])
+
+
 async def churn(
-    url: str,
-    calls: int,
-    concurrency: int,
-    pcm48: np.ndarray,
-    sessions_left: Callable[[], int],
-    settle_s: float = 20.0,
+    url: str, calls: int, concurrency: int, pcm48: np.ndarray, settle_s: float = 20.0
 ) -> ChurnResult:
     """`calls` calls, `concurrency` at a time, the kinds in turn; returns once the agent
     reports no sessions (or after settle_s more seconds)."""
@@ -191,7 +212,7 @@ async def churn(
                     return "stuck"
 
         outcomes = await asyncio.gather(*(limited(k) for k in kinds))
-    await _until(lambda: sessions_left() == 0, settle_s)
+        left = await _poll(lambda: sessions(http, url), lambda n: n == 0, settle_s)
     return ChurnResult(
         calls=calls,
         seconds=round(time.monotonic() - start, 1),
@@ -199,69 +220,62 @@ async def churn(
         answered=outcomes.count("answered"),
         refused=outcomes.count("refused"),
         stuck=outcomes.count("stuck"),
+        sessions_left=left,
     )
 
 
-async def settled(check: Callable[[], Awaitable[None]] | None = None) -> Resources:
-    """Resources once stray threads have exited and garbage is collected."""
-    await _until(lambda: Resources.now().call_threads == 0, 5.0)
-    if check is not None:
-        await check()
-    for _ in range(3):
-        gc.collect()
-        await asyncio.sleep(0.2)
-    return Resources.now()
+async def settled(url: str, limit_s: float = 5.0) -> Resources:
+    """The agent's resources once its calls' worker threads have exited (or after limit_s)
+    and the memory trim that follows the last call (agent.memory) has run."""
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
+        await _poll(lambda: Resources.of(http, url), lambda r: r.call_threads == 0, limit_s)
+        await asyncio.sleep(TRIM_DELAY_S + 1.0)
+        return await Resources.of(http, url)
 
 
-async def _main(args: argparse.Namespace) -> dict:
-    from aiohttp import web
-
-    from agent.responders import make_responder
-    from signaling.app import create_app
-    from signaling.calls import CALLS
-
-    app = create_app(make_responder("parrot"), CHURN_CONFIG, max_sessions=args.concurrency * 6)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+async def measure(url: str, warmup: int, blocks: int, calls: int, concurrency: int) -> dict:
+    """`warmup` calls, then `blocks` blocks of `calls` calls; the agent's resources after the
+    warm-up and after each block."""
     pcm48 = speech()
-
-    def left() -> int:
-        return len(app[CALLS].sessions)
-
-    try:
-        await churn(url, args.warmup, args.concurrency, pcm48, left)
-        before = await settled()
-        result = await churn(url, args.calls, args.concurrency, pcm48, left)
-        after = await settled()
-    finally:
-        await runner.cleanup()
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
-        "result": asdict(result),
-        "sessions_left": left(),
-        "before": asdict(before),
-        "after": asdict(after),
-    }
+    await churn(url, warmup, concurrency, pcm48)
+    report: dict = {"before": asdict(await settled(url)), "blocks": []}
+    for _ in range(blocks):
+        result = await churn(url, calls, concurrency, pcm48)
+        report["blocks"].append({"result": asdict(result), "after": asdict(await settled(url))})
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--url", help="a running agent (default: spawn one, as CHURN_AGENT)")
+    parser.add_argument("--calls", type=int, default=100, help="calls per block")
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
-    report = asyncio.run(_main(parser.parse_args()))
-    result, before, after = report["result"], report["before"], report["after"]
-    print(
-        f"{result['calls']} calls in {result['seconds']} s, {result['answered']} answered "
-        f"before the drop, {result['refused']} refused, {result['stuck']} callers stuck, "
-        f"{report['sessions_left']} sessions left"
-    )
-    for key in before:
-        print(f"  {key:12} before {before[key]:>8}  after {after[key]:>8}")
+    args = parser.parse_args()
+    proc = None
+    if args.url is None:
+        port = free_port()
+        proc = spawn_agent(port, [*CHURN_AGENT, "--max-sessions", str(args.concurrency * 6)])
+    url = args.url or f"http://127.0.0.1:{port}"
+    try:
+        report = asyncio.run(measure(url, args.warmup, args.blocks, args.calls, args.concurrency))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+    done, before = args.warmup, report["before"]
+    print(f"after {done:5} warm-up calls: {before}")
+    for block in report["blocks"]:
+        result = block["result"]
+        done += result["calls"]
+        print(
+            f"after {done:5} calls: {block['after']}  ({result['seconds']} s, "
+            f"{result['answered']} answered before the drop, {result['refused']} refused, "
+            f"{result['stuck']} stuck, {result['sessions_left']} sessions left)"
+        )
+    machine = f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    report |= {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine}
     print(json.dumps(report))
 
 

@@ -240,6 +240,17 @@ def render_card(
             f"{val.get('val_ce', float('nan')):.3f}, end-of-turn accuracy "
             f"{_pct(val.get('val_eot_accuracy'))}."
         )
+        if "val_ce_other_turn" in val:
+            listens = val["val_ce_other_turn"] > val["val_ce"] + 0.01
+            lines.append(
+                f"With another pair's user turn the same answers score cross-entropy "
+                f"{val['val_ce_other_turn']:.3f}: "
+                + (
+                    "the decoder uses what the user said."
+                    if listens
+                    else "**the decoder does not use what the user said.**"
+                )
+            )
     lines += [
         "",
         "Reproduce:",

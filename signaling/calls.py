@@ -13,6 +13,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from agent.config import AgentConfig
+from agent.memory import MemoryTrimmer
 from agent.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
@@ -31,9 +32,9 @@ from signaling.ice import IceConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+"""Retry-After of the 503 at the session cap."""
 ACCEPT_TIMEOUT_S = 10.0
 """Longest the agent spends answering one offer (parsing, candidate resolution, gathering)."""
-"""Retry-After of the 503 at the session cap."""
 
 
 class CallManager:
@@ -58,6 +59,7 @@ class CallManager:
         self.ice = ice
         self.max_sessions = max_sessions
         self.sessions: dict[str, Session] = {}
+        self.trimmer = MemoryTrimmer()
 
     async def open_call(self, sdp: str, options: CallOptions) -> Session:
         """Answer an offer with a new session; ClientError when full or the offer is unusable."""
@@ -98,6 +100,7 @@ class CallManager:
 
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        self.trimmer.schedule()
 
     async def hang_up(self, session_id: str) -> bool:
         session = self.sessions.get(session_id)
@@ -108,6 +111,7 @@ class CallManager:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
+        await self.trimmer.close()
 
 
 CALLS = web.AppKey("calls", CallManager)

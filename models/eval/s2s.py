@@ -245,6 +245,7 @@ def evaluate_s2s(
     device_of = next(models.encoder.parameters()).device
     voices = torch.arange(len(config.speakers), device=device_of)
     hits: dict[str, list[bool]] = {"answer": [], "voice": [], "emotion": []}
+    voice_hits: dict[str, list[bool]] = {speaker: [] for speaker in centroids}
     ended: list[bool] = []
     seconds: list[float] = []
     step_samples = models.codec.hop * config.frames_per_step
@@ -268,6 +269,7 @@ def evaluate_s2s(
             if speaker in centroids:
                 voice = closest_voice(speaker_encoder, wav, centroids)
                 hits["voice"].append(voice == speaker)
+                voice_hits[speaker].append(voice == speaker)
             hits["emotion"].append(predicted == reference.emotion and len(wav) > 0)
             seconds.append(len(wav) / rate)
         ended.extend(done)
@@ -281,6 +283,7 @@ def evaluate_s2s(
         "intents": len(references.intents),
         "voice_accuracy": _rate(hits["voice"]),
         "voice_chance": 1 / max(1, len(centroids)),
+        "voice_accuracy_by_speaker": {s: _rate(h) for s, h in voice_hits.items()},
         "emotion_accuracy": _rate(hits["emotion"]),
         "emotion_classifier_accuracy": classifier_result["accuracy"],
         "emotion_majority": classifier_result["majority"],
@@ -304,7 +307,12 @@ def format_report(result: dict[str, Any]) -> str:
             f"{pct(result['ended_rate'])} ended with EOS)",
             f"  answer  {pct(result['answer_accuracy'])} (chance {pct(result['answer_chance'])}, "
             f"{result['intents']} intents)",
-            f"  voice   {pct(result['voice_accuracy'])} (chance {pct(result['voice_chance'])})",
+            f"  voice   {pct(result['voice_accuracy'])} (chance {pct(result['voice_chance'])}; "
+            + ", ".join(
+                f"{speaker} {pct(rate)}"
+                for speaker, rate in result.get("voice_accuracy_by_speaker", {}).items()
+            )
+            + ")",
             f"  emotion {pct(result['emotion_accuracy'])} (classifier on real answers "
             f"{pct(result['emotion_classifier_accuracy'])}, majority "
             f"{pct(result['emotion_majority'])})",

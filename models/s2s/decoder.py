@@ -164,13 +164,21 @@ class StreamingDecoder(nn.Module):
         memory: Tensor,
         condition: Tensor,
         memory_mask: Tensor | None = None,
+        input_dropout: float = 0.0,
     ) -> Tensor:
         """Uncached pass over delayed input tokens (batch, Q, P, G) -> logits
         (batch, Q, P, G, vocab) at the same positions.
 
         memory: (batch, S, encoder dim); condition: (batch, dim); memory_mask: (batch, S) bool,
-        True for real memory steps."""
-        x = self.embed(inputs) + condition[:, None]
+        True for real memory steps. In training, `input_dropout` is the probability that a
+        position's input tokens are dropped (its embedding zeroed, the conditioning kept), so
+        that the decoder cannot lean on the previous codes alone (Tacotron's pre-net dropout
+        plays this part there)."""
+        x = self.embed(inputs)
+        if self.training and input_dropout > 0:
+            keep = torch.rand(x.shape[:2], device=x.device) >= input_dropout
+            x = x * keep[..., None].to(x.dtype)
+        x = x + condition[:, None]
         positions = torch.arange(x.shape[1], device=x.device)
         mask = None if memory_mask is None else memory_mask[:, None, None, :]
         for layer in self.layers:

@@ -89,6 +89,7 @@ LOG_FIELDS = (
     "lr",
     "seconds",
     "val_ce",
+    "val_ce_other_turn",
     "val_accuracy",
     "val_eot_accuracy",
 )
@@ -241,7 +242,7 @@ def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
 
 
 def forward(
-    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: Batch
+    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: Batch, input_dropout: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Teacher-forced decoder logits (B, Q, P, G, vocab) at the decoder's (delayed) positions,
     their targets (B, Q, P, G), the CE (mean over codebooks), EOT logits (B, steps), EOT BCE.
@@ -254,7 +255,8 @@ def forward(
     steps = append_eos(to_steps(batch.answer, decoder.frames_per_step), vocab, batch.lengths)
     targets = apply_delay(steps, vocab.pad, decoder.delays)
     condition = decoder.conditioning(batch.speaker, batch.emotion)
-    logits = decoder.logits(shift_right(targets, vocab.pad), hidden, condition, batch.memory_mask)
+    inputs = shift_right(targets, vocab.pad)
+    logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
     ce = codebook_ce(logits, targets, vocab.pad).mean()
     bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
     return logits, targets, ce, eot, bce
@@ -271,19 +273,31 @@ def validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Teacher-forced cross-entropy and token accuracy (per codebook and mean over codebooks, EOS
-    included, PAD ignored) and end-of-turn accuracy at probability 0.5."""
+    included, PAD ignored) and end-of-turn accuracy at probability 0.5.
+
+    `val_ce_other_turn` is the cross-entropy of the same answers when the decoder hears the
+    user turn of the next pair in the batch instead of their own: no higher than `val_ce`
+    means the decoder does not use what the user said."""
     encoder.eval()
     decoder.eval()
     q = config.codec.num_quantizers
     correct, total = torch.zeros(q), torch.zeros(q)
     eot_correct = eot_total = 0
-    ce_sum = 0.0
+    ce_sum = other_sum = 0.0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
+        other = replace(
+            batch,
+            user=batch.user.roll(1, 0),
+            memory_mask=batch.memory_mask.roll(1, 0),
+            eot_labels=batch.eot_labels.roll(1, 0),
+        )
         with autocast(device, cpu_bf16=True):
             logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
+            other_ce = forward(encoder, decoder, other)[2]
         ce_sum += float(ce) * len(chunk)
+        other_sum += float(other_ce) * len(chunk)
         valid = targets != decoder.vocab.pad
         hits = (logits.argmax(-1) == targets) & valid
         correct += hits.sum(dim=(0, 2, 3)).cpu()
@@ -295,6 +309,7 @@ def validate(
     per_codebook = correct / total.clamp(min=1)
     return {
         "val_ce": ce_sum / len(examples),
+        "val_ce_other_turn": other_sum / len(examples),
         "val_accuracy": float(per_codebook.mean()),
         **{f"val_accuracy_q{i}": float(a) for i, a in enumerate(per_codebook)},
         "val_eot_accuracy": eot_correct / max(eot_total, 1),
@@ -353,6 +368,7 @@ def train_s2s(
     eot_weight: float = EOT_WEIGHT,
     progress: bool = True,
     pairing: str = "dialogue",
+    input_dropout: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -427,7 +443,7 @@ def train_s2s(
         chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
         batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
         with autocast(torch_device, cpu_bf16=True):
-            _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device))
+            _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device), input_dropout)
         loss = ce + eot_weight * bce
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -490,6 +506,13 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="dialogue: each user turn with its linked answer; intent: with every answer of "
         "its intent and split (the synthetic corpus)",
     )
+    p.add_argument(
+        "--input-dropout",
+        type=float,
+        default=0.0,
+        help="probability that a decoder position's input codes are dropped in training, so "
+        "that the decoder must use the user turn and the conditioning",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -512,6 +535,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         progress=not args.no_progress,
         pairing=args.pairing,
+        input_dropout=args.input_dropout,
     )
     print(json.dumps(metrics))
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -270,3 +272,21 @@ def test_cuda_graph_generation_equals_eager() -> None:
     )
     assert len(eager) == len(graph) > 0
     assert torch.equal(torch.stack(eager), torch.stack(graph))
+
+
+def test_input_dropout_hides_the_previous_codes_in_training_only() -> None:
+    config = replace(DEMO, decoder=replace(DEMO.decoder, dropout=0.0))
+    torch.manual_seed(0)
+    model = StreamingDecoder(config).train()
+    codes, encoded, speaker, emotion = inputs()
+    other = torch.randint(0, CODES, codes.shape, generator=torch.Generator().manual_seed(2))
+    condition = model.conditioning(speaker, emotion)
+
+    def logits(answer: torch.Tensor, dropout: float) -> torch.Tensor:
+        return model.logits(model.inputs(answer), encoded, condition, input_dropout=dropout)
+
+    # every input dropped: the logits depend on the memory and conditioning only
+    assert torch.allclose(logits(codes, 1.0), logits(other, 1.0))
+    assert not torch.allclose(logits(codes, 0.0), logits(other, 0.0))
+    model.eval()  # inference never drops: the streaming path stays equal to this one
+    assert torch.equal(logits(codes, 1.0), logits(codes, 0.0))

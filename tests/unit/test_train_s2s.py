@@ -224,6 +224,8 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(trained) -> No
     assert metrics["validation_pairs"] == 1
     for key in ("val_accuracy", "val_accuracy_q0", "val_accuracy_q7", "val_eot_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0
+    # one validation pair: "the next pair's user turn" is its own
+    assert metrics["val_ce_other_turn"] == pytest.approx(metrics["val_ce"], rel=1e-3)
     models = load(out)
     assert models.trained and models.config.codec == DEMO.codec
     assert load_extra(out)["step"] == STEPS
