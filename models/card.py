@@ -133,7 +133,35 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
         f"The emotion classifier itself is right on {_pct(result['emotion_classifier_accuracy'])}"
         f" of the split's real answers. {_pct(result['ended_rate'])} of the answers ended with "
         f"the decoder's end-of-answer token; mean answer length {result['mean_answer_s']:.1f} s.",
+        *_voice_notes(result),
+        *_listening_notes(result),
         *_verdict_notes(result),
+    ]
+
+
+def _voice_notes(result: dict[str, Any]) -> list[str]:
+    by_speaker = result.get("voice_accuracy_by_speaker")
+    if not by_speaker:
+        return []
+    each = ", ".join(f"{speaker} {_pct(rate)}" for speaker, rate in by_speaker.items())
+    return ["", f"Requested voice by persona: {each}."]
+
+
+def _listening_notes(result: dict[str, Any]) -> list[str]:
+    """Whether the answers depend on the user turn (teacher-forced cross-entropies)."""
+    if "ce_own_turn" not in result:
+        return []
+    own, other = result["ce_own_turn"], result["ce_other_turn"]
+    verdict = (
+        "the answers depend on what the user said."
+        if other > own + 0.01
+        else "**the answers do not depend on what the user said**: the decoder has learned "
+        "the sound of the voices and of an answer, not yet to listen."
+    )
+    return [
+        "",
+        f"Reference answers score cross-entropy {own:.3f} when the model hears their own user "
+        f"turn and {other:.3f} when it hears another intent's: {verdict}",
     ]
 
 

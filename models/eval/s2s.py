@@ -16,6 +16,11 @@ answer's length or to its EOS, and the codec decodes the answer. Three verdicts 
 - emotion: the emotion classifier (models.eval.emotion, trained on the train split's answers)
   recognises the requested emotion. Its own accuracy on the split's real answers is reported
   alongside, with the chance levels of the three verdicts.
+
+Does the model listen? Without generating: the teacher-forced cross-entropy of each turn's
+reference answer when the model hears that turn (`ce_own_turn`), and when it hears the next
+scored turn of another intent instead (`ce_other_turn`). A model that uses what the user said
+scores its own turn's answer better; equal figures mean the answer does not depend on the turn.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ from models.eval.emotion import evaluate_emotion_classifier, train_emotion_class
 from models.loading import Models, load
 from models.s2s.decoder import SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.speaker import SpeakerEncoder, mel_spectrogram
-from models.train.common import select_device
-from models.train.s2s import SILENCE_S
-from models.train.tokens import pad_to_steps
+from models.train.common import autocast, select_device
+from models.train.s2s import SILENCE_S, collate, forward, make_examples, silence_codes
+from models.train.tokens import encode_entries, pad_to_steps
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +212,36 @@ def closest_voice(
     return max(centroids, key=lambda s: float(embedding @ centroids[s]))
 
 
+@torch.inference_mode()
+def listening(
+    models: Models, turns: list[tuple[Entry, Entry]], root: Path, batch_size: int = 8
+) -> dict[str, float]:
+    """Mean teacher-forced cross-entropy of the turns' reference answers given their own user
+    turn and given the next turn (cyclically) of another intent (see the module doc)."""
+    config = models.config
+    device = next(models.encoder.parameters()).device
+    entries = list({e.key: e for pair in turns for e in pair}.values())
+    codes = encode_entries(models.codec, entries, root, config.frames_per_step, progress=False)
+    others = []
+    for i, (user, answer) in enumerate(turns):
+        later = turns[i + 1 :] + turns[:i]
+        other = next((u for u, _ in later if intent(u) != intent(user)), user)
+        others.append((other, answer))
+    silence = silence_codes(models.codec, SILENCE_S, config.frames_per_step)
+    sums = {}
+    for name, pairs in (("ce_own_turn", turns), ("ce_other_turn", others)):
+        examples = make_examples(pairs, codes, root, config)
+        total = 0.0
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            batch = collate(chunk, silence, config.frames_per_step, config.codec.hop)
+            with autocast(device, cpu_bf16=True):
+                ce = forward(models.encoder, models.decoder, batch.to(device))[2]
+            total += float(ce) * len(chunk)
+        sums[name] = total / len(examples)
+    return sums
+
+
 def _rate(hits: list[bool]) -> float | None:
     return sum(hits) / len(hits) if hits else None
 
@@ -241,6 +276,7 @@ def evaluate_s2s(
     classifier = train_emotion_classifier(manifest, "train", seed=seed)
     classifier_result = evaluate_emotion_classifier(classifier, manifest, split)
 
+    listened = listening(models, turns, manifest.parent)
     torch.manual_seed(seed)
     device_of = next(models.encoder.parameters()).device
     voices = torch.arange(len(config.speakers), device=device_of)
@@ -287,6 +323,7 @@ def evaluate_s2s(
         "emotion_accuracy": _rate(hits["emotion"]),
         "emotion_classifier_accuracy": classifier_result["accuracy"],
         "emotion_majority": classifier_result["majority"],
+        **listened,
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
         "temperature": temperature,
@@ -316,6 +353,8 @@ def format_report(result: dict[str, Any]) -> str:
             f"  emotion {pct(result['emotion_accuracy'])} (classifier on real answers "
             f"{pct(result['emotion_classifier_accuracy'])}, majority "
             f"{pct(result['emotion_majority'])})",
+            f"  listens: reference answers' cross-entropy {result['ce_own_turn']:.3f} after "
+            f"their own turn, {result['ce_other_turn']:.3f} after another intent's",
         ]
     )
 

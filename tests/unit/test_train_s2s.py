@@ -330,7 +330,10 @@ def test_s2s_evaluation_reports_every_accuracy(trained) -> None:
         assert 0.0 <= result[key] <= 1.0, key
     assert result["answer_chance"] == pytest.approx(1 / 3)
     assert result["voice_chance"] == pytest.approx(1 / 4)
+    assert set(result["voice_accuracy_by_speaker"]) == set(DEMO.speakers)
     assert result["mean_answer_s"] > 0
+    # the two turns are of two intents: each answer is also scored after the other turn
+    assert 0 < result["ce_own_turn"] != result["ce_other_turn"] > 0
     json.dumps(result)
 
 
@@ -357,6 +360,8 @@ def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_pat
     assert f"| S2S | {metrics['step']} |" in card
     s2s = results["eval-s2s.json"]
     assert f"{100 * s2s['voice_accuracy']:.1f} %" in card
+    assert f"{s2s['ce_own_turn']:.3f} when the model hears their own user turn" in card
+    assert "Requested voice by persona: male_1 " in card
     pesq = results["eval-codec.json"]["levels"]["8"]["pesq_wb"]
     assert f"| 8 | 12.8 | {'-' if pesq is None else f'{pesq:.2f}'} |" in card
     assert card.count("agent `--eot model`") == len(results["eval-eot.json"]["agent_model"])
