@@ -1,12 +1,11 @@
 """The shipped demo model in a real call: a held-out Telugu greeting (a paraphrase the model
 never saw in training, spoken by espeak-ng's Telugu voice as the corpus renders it) gets a
-spoken answer that is audible, ends by itself at a plausible length, and is in the voice
-family the caller asked for.
+spoken answer that is audible, ends by itself at a plausible length, and is in the persona the
+caller asked for: its speaker embedding is closer to that persona than to the other three.
 
-The demo model picks the exact persona in 60.5 % of its answers (`eval s2s`, model card; chance
-25 %), not reliably enough for one call to show it, so the call checks that the answer's
-speaker embedding is closer to a persona of the requested gender than to any of the other;
-a model that ignored the requested voice fails that about half the time."""
+The demo model renders two of its four personas (`eval s2s`, model card: male_2 96 %,
+female_2 100 %, male_1 46 %, female_1 0 % of answers); the calls ask for those two. A model
+that ignored the requested voice would fail at least one of them."""
 
 from __future__ import annotations
 
@@ -74,7 +73,7 @@ def answer_audio(heard: np.ndarray) -> np.ndarray:
     return resample(heard[loud[0] : loud[-1] + 1], WIRE_RATE, MODEL_RATE)
 
 
-@pytest.mark.parametrize("speaker", ["male_2", "female_1"])
+@pytest.mark.parametrize("speaker", ["male_2", "female_2"])
 async def test_demo_model_answers_a_held_out_greeting_in_the_requested_voice(
     speaker, demo, speaker_encoder, voices, held_out_greeting
 ):
@@ -93,7 +92,4 @@ async def test_demo_model_answers_a_held_out_greeting_in_the_requested_voice(
     assert level_db > -40, level_db
     embedding = speaker_encoder.embed(answer)
     similarity = {name: float(embedding @ centroid) for name, centroid in voices.items()}
-    family = speaker.split("_")[0]
-    same = max(v for name, v in similarity.items() if name.startswith(family + "_"))
-    other = max(v for name, v in similarity.items() if not name.startswith(family + "_"))
-    assert same > other, similarity
+    assert max(similarity, key=similarity.get) == speaker, similarity
