@@ -34,6 +34,7 @@ from agent.icefix import install as install_ice_fix
 from agent.icepair import selected_pair
 from agent.impairment import ImpairedLink, LinkProfile
 from agent.opus_send import opus_negotiated, use_speech_encoder
+from agent.peerclose import close_peer
 from agent.receive import concealment, install_receive_buffer
 
 install_ice_fix()
@@ -294,7 +295,7 @@ async def call(
             ice_pair = selected_pair(pc)
         finally:
             await recorder.stop()
-            await pc.close()
+            await close_peer(pc)
             if impaired is not None:
                 impaired.close()
             if hang_up_url is not None:

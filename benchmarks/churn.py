@@ -42,6 +42,7 @@ from agent.audio import WIRE_RATE
 from agent.caller import FileTrack
 from agent.events import EVENTS_LABEL
 from agent.memory import TRIM_DELAY_S
+from agent.peerclose import close_peer
 from benchmarks.latency import free_port, spawn_agent
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ async def one_call(http: aiohttp.ClientSession, url: str, kind: str, pcm48: np.n
     finally:
         try:
             async with asyncio.timeout(CLOSE_WAIT_S):
-                await pc.close()
+                await close_peer(pc)
         except Exception:  # aiortc's close can fail or stall on a half-built connection
             log.warning("a churn caller's peer connection did not close cleanly", exc_info=True)
 
