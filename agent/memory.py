@@ -2,20 +2,17 @@
 
 glibc's malloc keeps what the threads of a finished call freed in its arenas, so the resident
 size of a long-running agent climbs to a high-water mark of all the calls it has had and
-stays there. Measured with `python -m benchmarks.churn` (parrot agent, 10 calls at a time):
-without trimming 268 MiB at start, 802 after 100 calls, 1110 after 400, 1138 after 1200;
-with a `malloc_trim` shortly after calls end, 582 to 664 MiB, flat after the first 100 calls.
-Where the C library has no `malloc_trim` (musl, macOS) nothing happens.
+stays there. Churning a parrot agent (10 calls at a time, docs/benchmarks.md "Call churn"):
+without trimming 268 MiB at start, 802 after 100 calls, 1110 after 400, 1138 after 1200; with
+a `malloc_trim` a second after calls end, between about 510 and 860 MiB over 1,050 calls,
+with no trend. Where the C library has no `malloc_trim` (musl, macOS) nothing happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 TRIM_DELAY_S = 1.0
 """Calls ending within this time share one trim (and their worker threads have exited)."""
