@@ -178,6 +178,11 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="seconds after the answer within which the peer's first audio must arrive",
     )
     p.add_argument(
+        "--no-memory-trim",
+        action="store_true",
+        help="keep freed memory in the C heap after calls (for comparison; see agent.memory)",
+    )
+    p.add_argument(
         "--ice-server",
         action="append",
         default=[],
@@ -250,6 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
         connect_timeout_s=args.connect_timeout,
+        trim_memory=not args.no_memory_trim,
     )
     checkpoint = None if args.untrained else args.checkpoint
     app = create_app(

@@ -59,5 +59,7 @@ class AgentConfig:
     """A call whose peer sends no audio for this long is over (the peer vanished)."""
     connect_timeout_s: float = 20.0
     """A call whose first audio has not arrived this long after the answer is over."""
+    trim_memory: bool = True
+    """Give the C heap's free pages back to the system after calls end (agent.memory)."""
     answer_buffer_s: float = 10.0
     """At most this much generated answer audio waits for the wire (bounded queue)."""

@@ -3,9 +3,10 @@
 glibc's malloc keeps what the threads of a finished call freed in its arenas, so the resident
 size of a long-running agent climbs to a high-water mark of all the calls it has had and
 stays there. Churning a parrot agent (10 calls at a time, docs/benchmarks.md "Call churn"):
-without trimming 268 MiB at start, 802 after 100 calls, 1110 after 400, 1138 after 1200; with
-a `malloc_trim` a second after calls end, between about 510 and 860 MiB over 1,050 calls,
-with no trend. Where the C library has no `malloc_trim` (musl, macOS) nothing happens.
+without trimming (`serve --no-memory-trim`) 588 MiB after 50 calls, 1046 after 350, then
+1020 to 1081 up to 1,050 calls; with a `malloc_trim` a second after calls end, between 512
+and 857 MiB over the same calls, with no trend. Where the C library has no `malloc_trim`
+(musl, macOS) nothing happens.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ drop lands in the middle of an answer) and then goes away in one of five ways, i
   abandon     the offer is posted and the answer never applied; the connect timeout ends it
 
     python -m benchmarks.churn --warmup 100 --blocks 4 --calls 100   # spawns a parrot agent
+    python -m benchmarks.churn --server-arg=--no-memory-trim         # without agent.memory
     python -m benchmarks.churn --url http://127.0.0.1:8080          # an agent already running
 
 It prints the agent's resources after the warm-up and after each block, then one JSON line.
@@ -253,11 +254,19 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the spawned agent (repeatable): --server-arg=--no-memory-trim",
+    )
     args = parser.parse_args()
     proc = None
     if args.url is None:
         port = free_port()
-        proc = spawn_agent(port, [*CHURN_AGENT, "--max-sessions", str(args.concurrency * 6)])
+        server_args = [*CHURN_AGENT, "--max-sessions", str(args.concurrency * 6), *args.server_arg]
+        proc = spawn_agent(port, server_args)
     url = args.url or f"http://127.0.0.1:{port}"
     try:
         report = asyncio.run(measure(url, args.warmup, args.blocks, args.calls, args.concurrency))

@@ -147,6 +147,15 @@ def _voice_notes(result: dict[str, Any]) -> list[str]:
     return ["", f"Requested voice by persona: {each}."]
 
 
+LISTENING_MARGIN = 0.01
+"""How much worse (cross-entropy) answers must score after another user turn than after their
+own for the model to count as listening."""
+
+
+def _listens(own_ce: float, other_ce: float) -> bool:
+    return other_ce > own_ce + LISTENING_MARGIN
+
+
 def _listening_notes(result: dict[str, Any]) -> list[str]:
     """Whether the answers depend on the user turn (teacher-forced cross-entropies)."""
     if "ce_own_turn" not in result:
@@ -154,7 +163,7 @@ def _listening_notes(result: dict[str, Any]) -> list[str]:
     own, other = result["ce_own_turn"], result["ce_other_turn"]
     verdict = (
         "the answers depend on what the user said."
-        if other > own + 0.01
+        if _listens(own, other)
         else "**the answers do not depend on what the user said**: the decoder has learned "
         "the sound of the voices and of an answer, not yet to listen."
     )
@@ -269,15 +278,15 @@ def render_card(
             f"{_pct(val.get('val_eot_accuracy'))}."
         )
         if "val_ce_other_turn" in val:
-            listens = val["val_ce_other_turn"] > val["val_ce"] + 0.01
+            other = val["val_ce_other_turn"]
+            verdict = (
+                "the decoder uses what the user said."
+                if _listens(val["val_ce"], other)
+                else "**the decoder does not use what the user said.**"
+            )
             lines.append(
                 f"With another pair's user turn the same answers score cross-entropy "
-                f"{val['val_ce_other_turn']:.3f}: "
-                + (
-                    "the decoder uses what the user said."
-                    if listens
-                    else "**the decoder does not use what the user said.**"
-                )
+                f"{other:.3f}: {verdict}"
             )
     lines += [
         "",

@@ -100,7 +100,8 @@ class CallManager:
 
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
-        self.trimmer.schedule()
+        if self.config.trim_memory:
+            self.trimmer.schedule()
 
     async def hang_up(self, session_id: str) -> bool:
         session = self.sessions.get(session_id)

@@ -4,12 +4,19 @@ import asyncio
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import aiohttp
+import pytest
 
 from agent import memory
+from agent.config import AgentConfig
 from agent.memory import MemoryTrimmer
+from agent.metrics import AgentMetrics
+from agent.responders import make_responder
 from benchmarks.churn import Resources
+from signaling.calls import CallManager
+from signaling.ice import IceConfig
 from tests.conftest import start_agent
 
 HEAP_SCENARIO = """
@@ -79,3 +86,17 @@ async def test_metrics_report_the_process_resources():
     assert resources.call_threads == 0
     assert resources.fds > 2
     assert resources.rss_mib > 50
+
+
+@pytest.mark.parametrize("trim", [True, False])
+async def test_calls_ending_ask_for_a_trim_unless_configured_off(monkeypatch, trim):
+    runs = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: runs.append(1) or True)
+    manager = CallManager(
+        make_responder("parrot"), AgentConfig(trim_memory=trim), AgentMetrics(), IceConfig(), 8
+    )
+    manager.trimmer.delay_s = 0.05
+    manager._forget(SimpleNamespace(id="ended"))  # what a session calls when it closes
+    await asyncio.sleep(0.2)
+    await manager.close_all()
+    assert runs == ([1] if trim else [])
