@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 from models.config import preset  # noqa: E402
 from models.loading import Models, build  # noqa: E402
+from models.s2s.decoder import SAMPLE_GUIDANCE  # noqa: E402
 from models.speaker import SpeakerEncoder  # noqa: E402
 from models.speed import compile_module, quantize_int8, to_dtype  # noqa: E402
 
@@ -131,7 +132,12 @@ def run(args: argparse.Namespace) -> dict:
             previous = start
             cstate = None
             steps = models.decoder.generate_stream(
-                memory, speaker, emotion, temperature=0.0, max_steps=answer_steps
+                memory,
+                speaker,
+                emotion,
+                temperature=0.0,
+                max_steps=answer_steps,
+                guidance=SAMPLE_GUIDANCE,
             )
             for i, step_codes in enumerate(steps):
                 now = clock(device)
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> dict:
         cstate = None
         produced = 0
         for step_codes in models.decoder.generate_stream(
-            mem, speaker, emotion, temperature=0.0, max_steps=answer
+            mem, speaker, emotion, temperature=0.0, max_steps=answer, guidance=SAMPLE_GUIDANCE
         ):
             _, cstate = models.codec.decode_stream(step_codes, cstate)
             produced += 1

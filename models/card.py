@@ -119,7 +119,8 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
     return [
         f"{result['answers']} answers to {result['turns']} held-out user turns "
         f"({result['split']} split, each answered in all four voices, sampled at temperature "
-        f"{result.get('temperature', 0.0):g}, top {result.get('top_k') or 'all'}):",
+        f"{result.get('temperature', 0.0):g}, top {result.get('top_k') or 'all'}"
+        f"{_guidance(result)}):",
         "",
         "| verdict | accuracy | chance |",
         "|---|---|---|",
@@ -139,12 +140,27 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _guidance(result: dict[str, Any]) -> str:
+    guidance = result.get("guidance", 1.0)
+    return "" if guidance == 1 else f", classifier-free guidance {guidance:g}"
+
+
 def _voice_notes(result: dict[str, Any]) -> list[str]:
     by_speaker = result.get("voice_accuracy_by_speaker")
     if not by_speaker:
         return []
     each = ", ".join(f"{speaker} {_pct(rate)}" for speaker, rate in by_speaker.items())
-    return ["", f"Requested voice by persona: {each}."]
+    lines = ["", f"Requested voice by persona: {each}."]
+    through_codec = result.get("codec_voice_accuracy_by_speaker")
+    if through_codec:
+        each = ", ".join(f"{speaker} {_pct(rate)}" for speaker, rate in through_codec.items())
+        lines += [
+            "",
+            "What the codec alone lets through (real answers of the split after a codec round "
+            f"trip, the ceiling of the figures above): voice {each}; emotion "
+            f"{_pct(result['codec_emotion_accuracy'])}.",
+        ]
+    return lines
 
 
 LISTENING_MARGIN = 0.01

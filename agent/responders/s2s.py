@@ -15,7 +15,7 @@ from agent.responders.base import CallOptions, Responder, ResponderSession, User
 from agent.responders.codec import CodeRecorder
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
-from models.s2s.decoder import SAMPLE_TEMPERATURE, SAMPLE_TOP_K
+from models.s2s.decoder import SAMPLE_GUIDANCE, SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.s2s.kv_cache import MemoryCache
 
 KEEP_S = 60.0
@@ -31,6 +31,7 @@ class S2SSession(ResponderSession):
         options: CallOptions,
         temperature: float,
         top_k: int,
+        guidance: float,
         max_answer_s: float,
     ) -> None:
         self._models = models
@@ -39,6 +40,7 @@ class S2SSession(ResponderSession):
         self._emotion = torch.tensor([emotion_id(options.emotion)])
         self._temperature = temperature
         self._top_k = top_k
+        self._guidance = guidance
         self._max_steps = max(1, int(max_answer_s * 1000 / models.config.step_ms))
         self._group = models.config.frames_per_step
         self._pending = torch.zeros(models.codec.config.num_quantizers, 0, dtype=torch.long)
@@ -90,6 +92,7 @@ class S2SSession(ResponderSession):
                 temperature=self._temperature,
                 top_k=self._top_k,
                 max_steps=self._max_steps,
+                guidance=self._guidance,
             )
             for codes in steps:
                 pcm, codec_state = self._models.codec.decode_stream(codes, codec_state)
@@ -129,11 +132,15 @@ class S2SResponder(Responder):
         temperature: float = SAMPLE_TEMPERATURE,
         top_k: int = SAMPLE_TOP_K,
         max_answer_s: float = MAX_ANSWER_S,
+        guidance: float = SAMPLE_GUIDANCE,
     ) -> None:
         self.models = models
         self.temperature = temperature
         self.top_k = top_k
+        self.guidance = guidance
         self.max_answer_s = max_answer_s
 
     def open(self, options: CallOptions) -> ResponderSession:
-        return S2SSession(self.models, options, self.temperature, self.top_k, self.max_answer_s)
+        return S2SSession(
+            self.models, options, self.temperature, self.top_k, self.guidance, self.max_answer_s
+        )

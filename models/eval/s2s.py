@@ -3,7 +3,8 @@
 Each held-out user turn (a user entry of `split` with a paired answer) is answered in all four
 voices, with the emotion of its reference answer: the codec encodes the turn, the encoder
 (conditioned on the requested speaker and emotion) gives the memory, the decoder generates
-(sampled as the agent samples: temperature 0.8 among the top 50) up to twice the reference
+(sampled as the agent samples: temperature 0.8 among the top 50, classifier-free
+guidance 3) up to twice the reference
 answer's length or to its EOS, and the codec decodes the answer. Three verdicts per answer:
 
 - answer: the answer is closer to a reference answer of the turn's intent than to the
@@ -21,6 +22,11 @@ Does the model listen? Without generating: the teacher-forced cross-entropy of e
 reference answer when the model hears that turn (`ce_own_turn`), and when it hears the next
 scored turn of another intent instead (`ce_other_turn`). A model that uses what the user said
 scores its own turn's answer better; equal figures mean the answer does not depend on the turn.
+
+What the codec lets through: the same voice and emotion verdicts on up to CODEC_ANSWERS real
+answers per voice of the split after a round trip through the model's codec (encode, decode).
+No decoder can do better than its codec renders; where these are low, the codec is what
+loses the voice or the emotion.
 """
 
 from __future__ import annotations
@@ -40,9 +46,13 @@ from tqdm import tqdm
 
 from agent.audio import read_audio
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
-from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
+from models.eval.emotion import (
+    EmotionClassifier,
+    evaluate_emotion_classifier,
+    train_emotion_classifier,
+)
 from models.loading import Models, load
-from models.s2s.decoder import SAMPLE_TEMPERATURE, SAMPLE_TOP_K
+from models.s2s.decoder import SAMPLE_GUIDANCE, SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.speaker import SpeakerEncoder, mel_spectrogram
 from models.train.common import autocast, select_device
 from models.train.s2s import SILENCE_S, collate, forward, make_examples, silence_codes
@@ -57,6 +67,8 @@ CENTROID_ANSWERS = 20
 MIN_ANSWER_STEPS = 25
 POOL = 4
 """10 ms mel frames averaged into one DTW frame."""
+CODEC_ANSWERS = 10
+"""Real answers per voice sent through the codec for its own voice and emotion verdicts."""
 
 
 def intent(entry: Entry) -> str:
@@ -99,6 +111,7 @@ def generate_answers(
     max_steps: int,
     temperature: float,
     top_k: int | None = None,
+    guidance: float = 1.0,
 ) -> tuple[list[np.ndarray], list[bool]]:
     """Answers (16 kHz) to one user turn for each (speaker, emotion) of a batch, and whether
     each one ended with EOS before max_steps. The turn is encoded followed by silence, as in
@@ -120,6 +133,7 @@ def generate_answers(
             temperature=temperature,
             top_k=top_k,
             max_steps=max_steps,
+            guidance=guidance,
         )
     )
     answer = torch.stack(steps, dim=2)  # (batch, Q, steps, G)
@@ -242,6 +256,37 @@ def listening(
     return sums
 
 
+@torch.inference_mode()
+def through_codec(
+    models: Models,
+    answers: list[Entry],
+    references: References,
+    speaker_encoder: SpeakerEncoder,
+    centroids: dict[str, Tensor],
+    classifier: EmotionClassifier,
+) -> dict[str, Any]:
+    """Voice accuracy by voice and emotion accuracy of up to CODEC_ANSWERS real answers per
+    voice (first by key) after a round trip through the codec (see the module doc)."""
+    device = next(models.codec.parameters()).device
+    step_samples = models.codec.hop * models.config.frames_per_step
+    voice_hits: dict[str, list[bool]] = {}
+    emotion_hits: list[bool] = []
+    for speaker in centroids:
+        chosen = sorted((e for e in answers if e.speaker == speaker), key=lambda e: e.key)
+        wavs = []
+        for entry in chosen[:CODEC_ANSWERS]:
+            wav = torch.from_numpy(pad_to_steps(references.wav(entry), step_samples))
+            wavs.append(models.codec.decode(models.codec.encode(wav[None].to(device)))[0].cpu())
+        voices = [closest_voice(speaker_encoder, w.numpy(), centroids) for w in wavs]
+        voice_hits[speaker] = [v == speaker for v in voices]
+        predicted = classifier.predict([w.numpy() for w in wavs]) if wavs else []
+        emotion_hits += [p == e.emotion for p, e in zip(predicted, chosen, strict=False)]
+    return {
+        "codec_voice_accuracy_by_speaker": {s: _rate(h) for s, h in voice_hits.items()},
+        "codec_emotion_accuracy": _rate(emotion_hits),
+    }
+
+
 def _rate(hits: list[bool]) -> float | None:
     return sum(hits) / len(hits) if hits else None
 
@@ -256,6 +301,7 @@ def evaluate_s2s(
     seed: int = 0,
     progress: bool = True,
     top_k: int | None = SAMPLE_TOP_K,
+    guidance: float = SAMPLE_GUIDANCE,
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
     random) user turns of `split`, each answered in every voice (see the module doc)."""
@@ -277,6 +323,8 @@ def evaluate_s2s(
     classifier_result = evaluate_emotion_classifier(classifier, manifest, split)
 
     listened = listening(models, turns, manifest.parent)
+    split_answers = [e for e in answers if e.split == split]
+    codec = through_codec(models, split_answers, references, speaker_encoder, centroids, classifier)
     torch.manual_seed(seed)
     device_of = next(models.encoder.parameters()).device
     voices = torch.arange(len(config.speakers), device=device_of)
@@ -296,6 +344,7 @@ def evaluate_s2s(
             max(MIN_ANSWER_STEPS, 2 * reference_steps),
             temperature,
             top_k,
+            guidance,
         )
         target = intent(reference)
         emotions = classifier.predict(wavs)
@@ -324,10 +373,12 @@ def evaluate_s2s(
         "emotion_classifier_accuracy": classifier_result["accuracy"],
         "emotion_majority": classifier_result["majority"],
         **listened,
+        **codec,
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
         "temperature": temperature,
         "top_k": top_k,
+        "guidance": guidance,
     }
 
 
@@ -355,6 +406,12 @@ def format_report(result: dict[str, Any]) -> str:
             f"{pct(result['emotion_majority'])})",
             f"  listens: reference answers' cross-entropy {result['ce_own_turn']:.3f} after "
             f"their own turn, {result['ce_other_turn']:.3f} after another intent's",
+            "  through the codec alone (real answers): voice "
+            + ", ".join(
+                f"{speaker} {pct(rate)}"
+                for speaker, rate in result["codec_voice_accuracy_by_speaker"].items()
+            )
+            + f"; emotion {pct(result['codec_emotion_accuracy'])}",
         ]
     )
 
@@ -377,6 +434,13 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
         help="sampling temperature (the agent's by default); 0 is greedy decoding",
     )
     p.add_argument("--top-k", type=int, default=SAMPLE_TOP_K, help="sample among the k likeliest")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=SAMPLE_GUIDANCE,
+        help="classifier-free guidance on the voice and emotion (the agent's by default); "
+        "1 is none",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -396,6 +460,7 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         args.seed,
         progress=not args.json,
         top_k=args.top_k,
+        guidance=args.guidance,
     )
     if not args.json:
         print(format_report(result))

@@ -47,8 +47,10 @@ MemoryKV = tuple[Tensor, Tensor, Tensor | None]
 
 SAMPLE_TEMPERATURE = 0.8
 SAMPLE_TOP_K = 50
+SAMPLE_GUIDANCE = 3.0
 """How answers are sampled in a call (agent.responders.s2s) and in `eval s2s`: greedy decoding
-of a small model trained briefly collapses into one repeated code."""
+of a small model trained briefly collapses into one repeated code; classifier-free guidance
+(`generate_stream`) keeps a briefly trained model to the requested voice and emotion."""
 
 
 class DecoderLayer(nn.Module):
@@ -135,6 +137,9 @@ class StreamingDecoder(nn.Module):
         offsets = torch.arange(tables).view(self.quantizers, self.frames_per_step)
         self.register_buffer("offsets", offsets * self.vocab.size, persistent=False)
         self.conditioning = Conditioning(config, dec.dim)
+        self.null_condition = nn.Parameter(torch.zeros(dec.dim))
+        """The conditioning vector of 'no speaker, no emotion': trained on the examples whose
+        conditioning is dropped, used by classifier-free guidance (`generate_stream`)."""
         self.rope = RotaryEmbedding(self.head_dim)
         self.layers = nn.ModuleList(
             DecoderLayer(dec.dim, dec.heads, dec.mlp_ratio, config.encoder.dim, dec.dropout)
@@ -185,6 +190,15 @@ class StreamingDecoder(nn.Module):
             keys, values = layer.project_memory(memory)
             x = layer(x, self.rope, positions, (keys, values, mask))
         return self._project(x)
+
+    def condition(self, speaker: Tensor, emotion: Tensor, dropout: float = 0.0) -> Tensor:
+        """The (batch, dim) conditioning vector; in training, each example's is replaced by
+        `null_condition` with probability `dropout` (for classifier-free guidance)."""
+        condition = self.conditioning(speaker, emotion)
+        if self.training and dropout > 0:
+            dropped = torch.rand(condition.shape[0], 1, device=condition.device) < dropout
+            condition = torch.where(dropped, self.null_condition.to(condition.dtype), condition)
+        return condition
 
     def inputs(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Answer codes (batch, Q, F) -> decoder inputs (batch, Q, T + Q, G): EOS appended,
@@ -321,6 +335,7 @@ class StreamingDecoder(nn.Module):
         generator: torch.Generator | None = None,
         memory_mask: Tensor | None = None,
         use_cuda_graph: bool = False,
+        guidance: float = 1.0,
     ) -> Iterator[Tensor]:
         """Yield the codes (batch, Q, G) of each answer step as soon as all its codebooks exist
         (the first after max(delays) + 1 positions), until every sample's EOS or `max_steps` steps.
@@ -329,7 +344,13 @@ class StreamingDecoder(nn.Module):
         `append_memory` during the user's turn (it may keep growing while this runs).
         temperature 0 is greedy; top_k keeps the k likeliest tokens. A sample that ended
         before the others yields its EOS step, then PAD steps (tokens >= codebook_size).
-        use_cuda_graph replays the step as a captured CUDA graph (CUDA only)."""
+        use_cuda_graph replays the step as a captured CUDA graph (CUDA only).
+
+        guidance: classifier-free guidance on the speaker/emotion conditioning. Above 1 every
+        position also runs under the null conditioning (a second answer cache, the same
+        memory) and samples from unconditioned + guidance x (conditioned - unconditioned)
+        logits: twice the decoder compute per step, for answers that keep to the requested
+        voice and emotion. Needs a decoder trained with condition dropout."""
         max_steps = self.config.decoder.max_steps if max_steps is None else max_steps
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
@@ -337,6 +358,8 @@ class StreamingDecoder(nn.Module):
             raise ValueError(f"top_k must be in [1, {self.vocab.size}]")
         if max_steps < 1:
             raise ValueError("max_steps must be >= 1")
+        if guidance < 1:
+            raise ValueError("guidance must be >= 1 (1 = none)")
         if isinstance(memory, MemoryCache):
             if memory_mask is not None:
                 raise ValueError("pass the mask of a MemoryCache to append_memory")
@@ -357,7 +380,11 @@ class StreamingDecoder(nn.Module):
             generator,
             memory_mask,
             use_cuda_graph,
+            guidance,
         )
+
+    def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Callable[[Tensor], Tensor]:
+        return CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step, cache)
 
     @torch.inference_mode()
     def _generate(
@@ -371,15 +398,23 @@ class StreamingDecoder(nn.Module):
         generator: torch.Generator | None,
         memory_mask: Tensor | None,
         use_cuda_graph: bool,
+        guidance: float,
     ) -> Iterator[Tensor]:
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
         quantizers, pad, eos = self.quantizers, self.vocab.pad, self.vocab.eos
         positions = max_steps + self.max_delay
         cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
-        step: Callable[[Tensor], Tensor] = (
-            CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step, cache)
-        )
+        step = self._stepper(cache, use_cuda_graph)
+        if guidance != 1:
+            free = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
+            free.condition = self.null_condition.to(free.condition.dtype).expand_as(free.condition)
+            conditioned, unconditioned = step, self._stepper(free, use_cuda_graph)
+
+            def step(tokens: Tensor) -> Tensor:
+                base = unconditioned(tokens)
+                return base + guidance * (conditioned(tokens) - base)
+
         device, batch = cache.position.device, memory.batch
         allowed = torch.ones(quantizers, self.frames_per_step, self.vocab.size, dtype=torch.bool)
         allowed[..., pad] = allowed[..., eos] = False

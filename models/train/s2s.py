@@ -70,6 +70,9 @@ SPEECH_DBFS = -40.0
 SILENCE_S = 0.6
 """Silence appended to every user turn in training."""
 EOT_WEIGHT = 0.5
+CONDITION_DROPOUT = 0.2
+"""Examples trained under the null conditioning, for classifier-free guidance (as MusicGen
+drops its text conditioning)."""
 BETAS = (0.9, 0.95)
 WEIGHT_DECAY = 0.01
 WARMUP_STEPS = 500
@@ -90,6 +93,7 @@ LOG_FIELDS = (
     "seconds",
     "val_ce",
     "val_ce_other_turn",
+    "val_ce_unconditioned",
     "val_accuracy",
     "val_eot_accuracy",
 )
@@ -242,19 +246,29 @@ def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
 
 
 def forward(
-    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: Batch, input_dropout: float = 0.0
+    encoder: StreamingEncoder,
+    decoder: StreamingDecoder,
+    batch: Batch,
+    input_dropout: float = 0.0,
+    condition_dropout: float = 0.0,
+    unconditioned: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Teacher-forced decoder logits (B, Q, P, G, vocab) at the decoder's (delayed) positions,
     their targets (B, Q, P, G), the CE (mean over codebooks), EOT logits (B, steps), EOT BCE.
 
     The same loss as StreamingDecoder.forward + loss (code + EOS targets, PAD ignored), but the
     targets get the delay pattern instead of the logits losing it: no per-codebook copies of
-    the logits, whose backward pass would each allocate a logits-sized gradient."""
+    the logits, whose backward pass would each allocate a logits-sized gradient.
+
+    `condition_dropout`: the probability that an example's decoder conditioning is replaced
+    by the null one (training only); `unconditioned`: the null conditioning for all."""
     hidden, eot = encoder(batch.user, batch.speaker, batch.emotion)
     vocab = decoder.vocab
     steps = append_eos(to_steps(batch.answer, decoder.frames_per_step), vocab, batch.lengths)
     targets = apply_delay(steps, vocab.pad, decoder.delays)
-    condition = decoder.conditioning(batch.speaker, batch.emotion)
+    condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout)
+    if unconditioned:
+        condition = decoder.null_condition.expand_as(condition)
     inputs = shift_right(targets, vocab.pad)
     logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
     ce = codebook_ce(logits, targets, vocab.pad).mean()
@@ -277,13 +291,15 @@ def validate(
 
     `val_ce_other_turn` is the cross-entropy of the same answers when the decoder hears the
     user turn of the next pair in the batch instead of their own: no higher than `val_ce`
-    means the decoder does not use what the user said."""
+    means the decoder does not use what the user said. `val_ce_unconditioned` is their
+    cross-entropy under the null conditioning (no speaker, no emotion): how much the decoder
+    leans on its conditioning."""
     encoder.eval()
     decoder.eval()
     q = config.codec.num_quantizers
     correct, total = torch.zeros(q), torch.zeros(q)
     eot_correct = eot_total = 0
-    ce_sum = other_sum = 0.0
+    ce_sum = other_sum = unconditioned_sum = 0.0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
@@ -296,8 +312,10 @@ def validate(
         with autocast(device, cpu_bf16=True):
             logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
             other_ce = forward(encoder, decoder, other)[2]
+            unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True)[2]
         ce_sum += float(ce) * len(chunk)
         other_sum += float(other_ce) * len(chunk)
+        unconditioned_sum += float(unconditioned_ce) * len(chunk)
         valid = targets != decoder.vocab.pad
         hits = (logits.argmax(-1) == targets) & valid
         correct += hits.sum(dim=(0, 2, 3)).cpu()
@@ -310,6 +328,7 @@ def validate(
     return {
         "val_ce": ce_sum / len(examples),
         "val_ce_other_turn": other_sum / len(examples),
+        "val_ce_unconditioned": unconditioned_sum / len(examples),
         "val_accuracy": float(per_codebook.mean()),
         **{f"val_accuracy_q{i}": float(a) for i, a in enumerate(per_codebook)},
         "val_eot_accuracy": eot_correct / max(eot_total, 1),
@@ -369,6 +388,7 @@ def train_s2s(
     progress: bool = True,
     pairing: str = "dialogue",
     input_dropout: float = 0.0,
+    condition_dropout: float = CONDITION_DROPOUT,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -443,7 +463,9 @@ def train_s2s(
         chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
         batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
         with autocast(torch_device, cpu_bf16=True):
-            _, _, ce, _, bce = forward(encoder, decoder, batch.to(torch_device), input_dropout)
+            _, _, ce, _, bce = forward(
+                encoder, decoder, batch.to(torch_device), input_dropout, condition_dropout
+            )
         loss = ce + eot_weight * bce
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -513,6 +535,14 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="probability that a decoder position's input codes are dropped in training, so "
         "that the decoder must use the user turn and the conditioning",
     )
+    p.add_argument(
+        "--condition-dropout",
+        type=float,
+        default=CONDITION_DROPOUT,
+        help="probability that an example's decoder speaker/emotion conditioning is replaced "
+        "by the null one in training, so that answers can be sampled with classifier-free "
+        "guidance",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -536,6 +566,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         pairing=args.pairing,
         input_dropout=args.input_dropout,
+        condition_dropout=args.condition_dropout,
     )
     print(json.dumps(metrics))
     return 0

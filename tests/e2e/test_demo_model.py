@@ -3,9 +3,10 @@ never saw in training, spoken by espeak-ng's Telugu voice as the corpus renders 
 spoken answer that is audible, ends by itself at a plausible length, and is in the persona the
 caller asked for: its speaker embedding is closer to that persona than to the other three.
 
-The demo model renders two of its four personas (`eval s2s`, model card: male_2 96 %,
-female_2 100 %, male_1 46 %, female_1 0 % of answers); the calls ask for those two. A model
-that ignored the requested voice would fail at least one of them."""
+The demo model renders two of its four personas reliably (`eval s2s`, model card: male_2 96 %,
+female_2 96 %, male_1 64 %, female_1 0 % of answers; its codec alone keeps male_1 and female_1
+in 20 % and 10 % of real answers); the calls ask for those two. A model that ignored the
+requested voice would fail at least one of them."""
 
 from __future__ import annotations
 

@@ -159,6 +159,55 @@ def test_cached_greedy_generation_equals_uncached_recomputation(
     assert torch.equal(torch.stack(generated, dim=2), expected)
 
 
+def test_guided_generation_equals_uncached_guided_recomputation() -> None:
+    torch.manual_seed(0)
+    decoder = StreamingDecoder(DEMO).eval()
+    with torch.no_grad():
+        decoder.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
+        decoder.null_condition.normal_()  # as after training with condition dropout
+    n_steps, guidance = 12, 3.0
+    _, memory, speaker, emotion = inputs(batch=1, memory=15)
+    guided = list(
+        decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps, guidance=3.0)
+    )
+    plain = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps))
+    assert not torch.equal(torch.stack(guided), torch.stack(plain))
+
+    delays = torch.tensor(decoder.delays)
+    positions = n_steps + decoder.max_delay
+    delayed = torch.full((1, Q, positions, G), VOCAB.pad)
+    with torch.no_grad():
+        condition = decoder.conditioning(speaker, emotion)
+        null = decoder.null_condition.expand_as(condition)
+        for p in range(positions):
+            model_inputs = torch.cat([torch.full((1, Q, 1, G), VOCAB.pad), delayed[:, :, :p]], 2)
+            conditioned = decoder.logits(model_inputs, memory, condition)[:, :, p]
+            unconditioned = decoder.logits(model_inputs, memory, null)[:, :, p]
+            logits = unconditioned + guidance * (conditioned - unconditioned)
+            tokens = logits[..., :CODES].argmax(-1)
+            tokens[:, delays > p] = VOCAB.pad
+            delayed[:, :, p] = tokens
+    assert torch.equal(torch.stack(guided, dim=2), undo_delay(delayed, decoder.delays))
+
+
+def test_condition_dropout_uses_the_null_condition_in_training_only() -> None:
+    torch.manual_seed(0)
+    decoder = StreamingDecoder(DEMO)
+    with torch.no_grad():
+        decoder.null_condition.normal_()
+    speaker, emotion = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3])
+    conditioned = decoder.conditioning(speaker, emotion)
+    decoder.train()
+    all_null = decoder.condition(speaker, emotion, dropout=1.0)
+    assert torch.equal(all_null, decoder.null_condition.expand_as(conditioned))
+    assert torch.equal(decoder.condition(speaker, emotion, dropout=0.0), conditioned)
+    some = decoder.condition(torch.zeros(2000, dtype=torch.long), torch.zeros(2000).long(), 0.2)
+    dropped = (some == decoder.null_condition).all(dim=1).float().mean()
+    assert 0.15 < float(dropped) < 0.25
+    decoder.eval()
+    assert torch.equal(decoder.condition(speaker, emotion, dropout=1.0), conditioned)
+
+
 def test_eos_ends_generation_and_feeds_back_like_training(
     decoder: StreamingDecoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +308,8 @@ def test_generation_arguments_are_checked(decoder: StreamingDecoder) -> None:
         decoder.generate_stream(memory, speaker, emotion, temperature=-1.0)
     with pytest.raises(ValueError, match="top_k"):
         decoder.generate_stream(memory, speaker, emotion, top_k=0)
+    with pytest.raises(ValueError, match="guidance"):
+        decoder.generate_stream(memory, speaker, emotion, guidance=0.5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -272,6 +323,17 @@ def test_cuda_graph_generation_equals_eager() -> None:
     )
     assert len(eager) == len(graph) > 0
     assert torch.equal(torch.stack(eager), torch.stack(graph))
+    guided = [
+        torch.stack(
+            list(
+                decoder.generate_stream(
+                    memory, speaker, emotion, 0.0, max_steps=12, use_cuda_graph=g, guidance=2.0
+                )
+            )
+        )
+        for g in (False, True)
+    ]
+    assert torch.equal(guided[0], guided[1])
 
 
 def test_input_dropout_hides_the_previous_codes_in_training_only() -> None:
