@@ -131,8 +131,9 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
         f"| requested emotion (corpus classifier) | {_pct(result['emotion_accuracy'])} "
         f"| {_pct(result['emotion_majority'])} |",
         "",
-        f"The emotion classifier itself is right on {_pct(result['emotion_classifier_accuracy'])}"
-        f" of the split's real answers. {_pct(result['ended_rate'])} of the answers ended with "
+        f"The emotion classifier (trained on the codec's renderings of the train answers) is "
+        f"right on {_pct(result['emotion_classifier_accuracy'])} of the split's answers as the "
+        f"codec renders them. {_pct(result['ended_rate'])} of the answers ended with "
         f"the decoder's end-of-answer token; mean answer length {result['mean_answer_s']:.1f} s.",
         *_voice_notes(result),
         *_listening_notes(result),
@@ -156,9 +157,8 @@ def _voice_notes(result: dict[str, Any]) -> list[str]:
         each = ", ".join(f"{speaker} {_pct(rate)}" for speaker, rate in through_codec.items())
         lines += [
             "",
-            "What the codec alone lets through (real answers of the split after a codec round "
-            f"trip, the ceiling of the figures above): voice {each}; emotion "
-            f"{_pct(result['codec_emotion_accuracy'])}.",
+            "What the codec alone lets through of the voice (real answers of the split after a "
+            f"codec round trip, the ceiling of the figures above): {each}.",
         ]
     return lines
 

@@ -336,7 +336,6 @@ def test_s2s_evaluation_reports_every_accuracy(trained) -> None:
     assert result["voice_chance"] == pytest.approx(1 / 4)
     assert set(result["voice_accuracy_by_speaker"]) == set(DEMO.speakers)
     assert set(result["codec_voice_accuracy_by_speaker"]) == set(DEMO.speakers)
-    assert 0.0 <= result["codec_emotion_accuracy"] <= 1.0
     assert result["mean_answer_s"] > 0
     # the two turns are of two intents: each answer is also scored after the other turn
     assert 0 < result["ce_own_turn"] != result["ce_other_turn"] > 0
@@ -369,7 +368,8 @@ def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_pat
     assert f"{s2s['ce_own_turn']:.3f} when the model hears their own user turn" in card
     assert "Requested voice by persona: male_1 " in card
     assert f"classifier-free guidance {s2s['guidance']:g})" in card
-    assert "What the codec alone lets through" in card
+    assert "What the codec alone lets through of the voice" in card
+    assert f"{100 * s2s['ended_rate']:.1f} % of the answers ended" in card
     pesq = results["eval-codec.json"]["levels"]["8"]["pesq_wb"]
     assert f"| 8 | 12.8 | {'-' if pesq is None else f'{pesq:.2f}'} |" in card
     assert card.count("agent `--eot model`") == len(results["eval-eot.json"]["agent_model"])
