@@ -10,8 +10,7 @@ test split's answers says how far its verdict on generated answers can be truste
 `render` (optional, audio -> audio) is applied to every answer before its features are taken:
 `eval s2s` passes its codec's round trip, so that the classifier learns from answers as the
 codec renders them, the way generated answers reach it, and does not read codec artifacts as
-emotion (trained on the real answers, it recognises the emotion of 17 % of the demo codec's
-renderings; trained on renderings, of 77 %).
+emotion.
 """
 
 from __future__ import annotations
