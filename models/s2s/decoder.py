@@ -191,10 +191,15 @@ class StreamingDecoder(nn.Module):
             x = layer(x, self.rope, positions, (keys, values, mask))
         return self._project(x)
 
-    def condition(self, speaker: Tensor, emotion: Tensor, dropout: float = 0.0) -> Tensor:
-        """The (batch, dim) conditioning vector; in training, each example's is replaced by
-        `null_condition` with probability `dropout` (for classifier-free guidance)."""
+    def condition(
+        self, speaker: Tensor, emotion: Tensor, dropout: float = 0.0, null: bool = False
+    ) -> Tensor:
+        """The (batch, dim) conditioning vector; `null_condition` for every example when
+        `null`, and in training for each example with probability `dropout` (for
+        classifier-free guidance)."""
         condition = self.conditioning(speaker, emotion)
+        if null:
+            return self.null_condition.to(condition.dtype).expand_as(condition)
         if self.training and dropout > 0:
             dropped = torch.rand(condition.shape[0], 1, device=condition.device) < dropout
             condition = torch.where(dropped, self.null_condition.to(condition.dtype), condition)
@@ -299,14 +304,16 @@ class StreamingDecoder(nn.Module):
         emotion: Tensor,
         capacity: int | None = None,
         static: bool = False,
+        null: bool = False,
     ) -> DecoderCache:
         """An empty answer cache for `capacity` positions (default: the positions of a
         max_steps answer, max_steps + max(delays)). `static` keeps step shapes fixed (CUDA
-        graphs)."""
+        graphs); `null` conditions it on `null_condition` (the unconditioned pass of
+        classifier-free guidance)."""
         positions = self.config.decoder.max_steps + self.max_delay
         return DecoderCache.empty(
             memory,
-            self.conditioning(speaker, emotion),
+            self.condition(speaker, emotion, null=null),
             self.num_heads,
             positions if capacity is None else capacity,
             static=static,
@@ -407,8 +414,7 @@ class StreamingDecoder(nn.Module):
         cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
         step = self._stepper(cache, use_cuda_graph)
         if guidance != 1:
-            free = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
-            free.condition = self.null_condition.to(free.condition.dtype).expand_as(free.condition)
+            free = self.new_cache(memory, speaker, emotion, positions, use_cuda_graph, null=True)
             conditioned, unconditioned = step, self._stepper(free, use_cuda_graph)
 
             def step(tokens: Tensor) -> Tensor:

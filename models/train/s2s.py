@@ -266,9 +266,7 @@ def forward(
     vocab = decoder.vocab
     steps = append_eos(to_steps(batch.answer, decoder.frames_per_step), vocab, batch.lengths)
     targets = apply_delay(steps, vocab.pad, decoder.delays)
-    condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout)
-    if unconditioned:
-        condition = decoder.null_condition.expand_as(condition)
+    condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout, unconditioned)
     inputs = shift_right(targets, vocab.pad)
     logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
     ce = codebook_ce(logits, targets, vocab.pad).mean()
