@@ -1,17 +1,20 @@
-"""`telugu-s2s data import|synth`: the data kit's command-line sub-commands."""
+"""`telugu-s2s data import|synth|stats`: the data kit's command-line sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
+from models.data.stats import format_stats, manifest_stats
 from models.data.synth import SMALL_CORPUS, synthesize_corpus
 
 
 def add_data_commands(actions: argparse._SubParsersAction) -> None:
-    """Add `import` and `synth` to the sub-commands of the `data` parser, each with `run`."""
+    """Add `import`, `synth` and `stats` to the sub-commands of the `data` parser, each with
+    `run`."""
     imp = actions.add_parser(
         "import",
         help="write a manifest for a dataset on disk",
@@ -47,6 +50,16 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
     synth.add_argument("--log-level", default="warning")
     synth.set_defaults(run=_synth)
 
+    stats = actions.add_parser(
+        "stats",
+        help="files and hours of a manifest by split, role, speaker and emotion, and how much "
+        "held-out user wording shares with training",
+    )
+    stats.add_argument("manifest", help="the manifest (.jsonl)")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of text")
+    stats.add_argument("--log-level", default="warning")
+    stats.set_defaults(run=_stats)
+
 
 def _fractions(text: str) -> Fractions:
     try:
@@ -80,4 +93,10 @@ def _synth(args: argparse.Namespace) -> int:
     hours = sum(e.duration for e in entries) / 3600
     elapsed = time.monotonic() - start
     print(f"{manifest}: {len(entries)} files, {hours:.2f} h of audio in {elapsed:.0f} s")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    stats = manifest_stats(read_manifest(args.manifest))
+    print(json.dumps(stats, indent=1) if args.json else format_stats(stats))
     return 0

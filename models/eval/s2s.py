@@ -250,7 +250,7 @@ def listening(
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, silence, config.frames_per_step, config.codec.hop)
             with autocast(device, cpu_bf16=True):
-                ce = forward(models.encoder, models.decoder, batch.to(device))[2]
+                ce = forward(models.encoder, models.decoder, batch.to(device)).ce
             total += float(ce) * len(chunk)
         sums[name] = total / len(examples)
     return sums

@@ -5,7 +5,10 @@ Each (user turn, answer) pair is one example: the manifest's dialogue links, or 
 through the streaming encoder, conditioned (like the decoder) on the speaker and emotion of
 the ANSWER; the decoder predicts the answer's codes (codebook delay pattern, EOS after the
 last step) with cross-attention to the encoder output of the user's audio. The loss is the
-mean of the per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE.
+mean of the per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE, plus (when
+their weights are not 0) `ctc_weight` x a CTC loss of the encoder output against the user
+turn's transcript and `intent_weight` x an intent cross-entropy (`models.train.turn_heads`:
+training-only heads that give the encoder a direct reason to carry what the user said).
 
 End of turn. After each user turn's audio, `silence_s` of silence codes (the codec's steady
 state on zeros, encoded once) are appended, and batches are padded with more of them. The
@@ -28,9 +31,9 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,15 +56,17 @@ from models.train.common import (
     add_run_options,
     autocast,
     describe,
-    load_train_state,
     parameter_groups,
     progress_bar,
+    read_train_state,
+    restore_train_state,
     save_train_state,
     seed_everything,
     select_device,
     warmup_cosine,
 )
 from models.train.tokens import encode_manifest
+from models.train.turn_heads import TurnHeads, alphabet
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +101,15 @@ LOG_FIELDS = (
     "val_ce_unconditioned",
     "val_accuracy",
     "val_eot_accuracy",
+    "ctc",
+    "intent",
+    "val_ctc",
+    "val_intent_accuracy",
 )
 """Columns of log.csv (then val_accuracy_q0 ...): train means over the logged steps (loss =
-ce + eot_weight x eot), seconds of training across resumes, validation metrics on the rows
-where validation ran."""
+ce + eot_weight x eot + ctc_weight x ctc + intent_weight x intent), seconds of training across
+resumes, validation metrics on the rows where validation ran (ctc and intent columns only
+with the turn heads)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,10 @@ class Example:
     emotion: int
     speech_end: int
     """Samples of the user audio up to and including its last speech sample."""
+    labels: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    """The user turn's transcript as CTC labels (`TurnHeads.labels`); empty when unused."""
+    intent: int = -1
+    """The user turn's intent class (`TurnHeads.intent_index`), -1 when unknown or unused."""
 
 
 @dataclass
@@ -132,6 +146,12 @@ class Batch:
     """(B,) answer lengths in steps."""
     speaker: Tensor
     emotion: Tensor
+    labels: Tensor
+    """(B, L): the user turns' transcript labels, padded with 0."""
+    label_lengths: Tensor
+    """(B,) transcript lengths."""
+    intent: Tensor
+    """(B,) the user turns' intent classes (-1: unknown)."""
 
     def to(self, device: torch.device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
@@ -172,8 +192,10 @@ def make_examples(
     codes: dict[str, Tensor],
     root: Path,
     config: S2SConfig,
+    heads: TurnHeads | None = None,
 ) -> list[Example]:
-    """Examples of (user, agent) pairs; answers longer than the decoder's max_steps are cut."""
+    """Examples of (user, agent) pairs; answers longer than the decoder's max_steps are cut.
+    With `heads`, each carries its user turn's transcript labels and intent class."""
     max_frames = config.decoder.max_steps * config.frames_per_step
     examples = []
     speech_ends: dict[str, int] = {}
@@ -188,6 +210,14 @@ def make_examples(
                 speaker=_index(config.speakers, agent.speaker, "speaker"),
                 emotion=_index(config.emotions, agent.emotion, "emotion"),
                 speech_end=speech_ends[user.key],
+                **(
+                    {}
+                    if heads is None
+                    else {
+                        "labels": heads.labels(user.text),
+                        "intent": heads.intent_index(user.extra.get("intent")),
+                    }
+                ),
             )
         )
     return examples
@@ -217,6 +247,9 @@ def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop:
         lengths=torch.tensor([e.answer.shape[1] // frames_per_step for e in examples]),
         speaker=torch.tensor([e.speaker for e in examples]),
         emotion=torch.tensor([e.emotion for e in examples]),
+        labels=nn.utils.rnn.pad_sequence([e.labels for e in examples], batch_first=True),
+        label_lengths=torch.tensor([len(e.labels) for e in examples]),
+        intent=torch.tensor([e.intent for e in examples]),
     )
 
 
@@ -245,6 +278,23 @@ def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
     return (flat.view_as(targets) * valid).sum(dim=dims) / valid.sum(dim=dims).clamp(min=1)
 
 
+class Outputs(NamedTuple):
+    """What `forward` computes for a batch."""
+
+    logits: Tensor
+    """(B, Q, P, G, vocab): teacher-forced decoder logits at the (delayed) positions."""
+    targets: Tensor
+    """(B, Q, P, G): their targets."""
+    ce: Tensor
+    """Cross-entropy, the mean over codebooks."""
+    eot: Tensor
+    """(B, steps): end-of-turn logits."""
+    bce: Tensor
+    """End-of-turn binary cross-entropy."""
+    hidden: Tensor
+    """(B, steps, encoder dim): the encoder output (the decoder's memory)."""
+
+
 def forward(
     encoder: StreamingEncoder,
     decoder: StreamingDecoder,
@@ -252,9 +302,8 @@ def forward(
     input_dropout: float = 0.0,
     condition_dropout: float = 0.0,
     unconditioned: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Teacher-forced decoder logits (B, Q, P, G, vocab) at the decoder's (delayed) positions,
-    their targets (B, Q, P, G), the CE (mean over codebooks), EOT logits (B, steps), EOT BCE.
+) -> Outputs:
+    """Teacher-forced decoder and end-of-turn outputs and losses of a batch.
 
     The same loss as StreamingDecoder.forward + loss (code + EOS targets, PAD ignored), but the
     targets get the delay pattern instead of the logits losing it: no per-codebook copies of
@@ -271,7 +320,7 @@ def forward(
     logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
     ce = codebook_ce(logits, targets, vocab.pad).mean()
     bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
-    return logits, targets, ce, eot, bce
+    return Outputs(logits, targets, ce, eot, bce, hidden)
 
 
 @torch.no_grad()
@@ -283,9 +332,11 @@ def validate(
     config: S2SConfig,
     batch_size: int,
     device: torch.device,
+    heads: TurnHeads | None = None,
 ) -> dict[str, float]:
     """Teacher-forced cross-entropy and token accuracy (per codebook and mean over codebooks, EOS
-    included, PAD ignored) and end-of-turn accuracy at probability 0.5.
+    included, PAD ignored) and end-of-turn accuracy at probability 0.5; with `heads`, their
+    CTC loss (`val_ctc`) and, when they classify intents, `val_intent_accuracy`.
 
     `val_ce_other_turn` is the cross-entropy of the same answers when the decoder hears the
     user turn of the next pair in the batch instead of their own: no higher than `val_ce`
@@ -297,7 +348,8 @@ def validate(
     q = config.codec.num_quantizers
     correct, total = torch.zeros(q), torch.zeros(q)
     eot_correct = eot_total = 0
-    ce_sum = other_sum = unconditioned_sum = 0.0
+    ce_sum = other_sum = unconditioned_sum = ctc_sum = 0.0
+    intent_correct = intent_total = 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
@@ -308,9 +360,17 @@ def validate(
             eot_labels=batch.eot_labels.roll(1, 0),
         )
         with autocast(device, cpu_bf16=True):
-            logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
-            other_ce = forward(encoder, decoder, other)[2]
-            unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True)[2]
+            logits, targets, ce, eot, _, hidden = forward(encoder, decoder, batch)
+            other_ce = forward(encoder, decoder, other).ce
+            unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True).ce
+        if heads is not None:
+            mask, labels, lengths = batch.memory_mask, batch.labels, batch.label_lengths
+            ctc_sum += float(heads.ctc_loss(hidden, mask, labels, lengths)) * len(chunk)
+            known = batch.intent >= 0
+            if heads.intent is not None and bool(known.any()):
+                guess = heads.intent_logits(hidden, mask).argmax(-1)
+                intent_correct += int((guess == batch.intent)[known].sum())
+                intent_total += int(known.sum())
         ce_sum += float(ce) * len(chunk)
         other_sum += float(other_ce) * len(chunk)
         unconditioned_sum += float(unconditioned_ce) * len(chunk)
@@ -330,6 +390,8 @@ def validate(
         "val_accuracy": float(per_codebook.mean()),
         **{f"val_accuracy_q{i}": float(a) for i, a in enumerate(per_codebook)},
         "val_eot_accuracy": eot_correct / max(eot_total, 1),
+        **({} if heads is None else {"val_ctc": ctc_sum / len(examples)}),
+        **({"val_intent_accuracy": intent_correct / intent_total} if intent_total else {}),
     }
 
 
@@ -353,6 +415,7 @@ def load_examples(
     cache: Path,
     progress: bool = True,
     pairing: str = "dialogue",
+    heads: TurnHeads | None = None,
 ) -> dict[str, list[Example]]:
     """Train and validation examples of the manifest's pairs (by the user's split)."""
     codes = encode_manifest(
@@ -361,10 +424,22 @@ def load_examples(
     pairs = PAIRINGS[pairing](read_manifest(manifest))
     return {
         split: make_examples(
-            [p for p in pairs if p[0].split == split], codes, manifest.parent, config
+            [p for p in pairs if p[0].split == split], codes, manifest.parent, config, heads
         )
         for split in ("train", "validation")
     }
+
+
+def turn_heads(manifest: Path, dim: int) -> TurnHeads:
+    """Heads for the train user turns of `manifest`: their transcripts' alphabet, and their
+    intents (none when the manifest names none)."""
+    users = [
+        e
+        for e in read_manifest(manifest)
+        if e.split == "train" and e.dialogue is not None and e.dialogue.role == "user"
+    ]
+    intents = tuple(sorted({str(e.extra["intent"]) for e in users if "intent" in e.extra}))
+    return TurnHeads(dim, alphabet(e.text for e in users), intents)
 
 
 def train_s2s(
@@ -387,6 +462,8 @@ def train_s2s(
     pairing: str = "dialogue",
     input_dropout: float = 0.0,
     condition_dropout: float = CONDITION_DROPOUT,
+    ctc_weight: float = 0.0,
+    intent_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -410,23 +487,32 @@ def train_s2s(
     codec.to(torch_device).eval()
     encoder = StreamingEncoder(config).to(torch_device).train()
     decoder = StreamingDecoder(config).to(torch_device).train()
-    model = nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+    modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
+    heads = None
+    if ctc_weight > 0 or intent_weight > 0:
+        heads = turn_heads(manifest, config.encoder.dim).to(torch_device).train()
+        modules["heads"] = heads
+    model = nn.ModuleDict(modules)
     optimizer = torch.optim.AdamW(parameter_groups(model, WEIGHT_DECAY), lr=lr, betas=BETAS)
     scheduler = warmup_cosine(optimizer, max(1, min(WARMUP_STEPS, steps // 10)), steps)
-    modules = {"encoder": encoder, "decoder": decoder}
 
     start, seconds_before, first_loss = 0, 0.0, None
+    head_weights = {"ctc_weight": ctc_weight, "intent_weight": intent_weight}
     if resuming:
-        state = load_train_state(out, modules, {"s2s": optimizer}, {"s2s": scheduler})
-        if S2SConfig.from_dict(state.extra["config"]) != config:
+        saved = read_train_state(out)
+        if S2SConfig.from_dict(saved["extra"]["config"]) != config:
             raise ValueError(f"{out} was trained with another configuration than {config.name}")
+        trained_with = saved["extra"].get("head_weights", dict.fromkeys(head_weights, 0.0))
+        if trained_with != head_weights:
+            raise ValueError(f"{out} was trained with turn head weights {trained_with}")
+        state = restore_train_state(saved, modules, {"s2s": optimizer}, {"s2s": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
         first_loss = state.extra["first_loss"]
         data_generator.set_state(state.extra["data_rng"])
         log.info("resuming %s at step %d", out, start)
 
     out.mkdir(parents=True, exist_ok=True)
-    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress, pairing)
+    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress, pairing, heads)
     train, validation = examples["train"], examples["validation"]
     if len(validation) > MAX_VALIDATION_PAIRS:  # a fixed sample across all intents
         chosen = torch.randperm(len(validation), generator=torch.Generator().manual_seed(seed))
@@ -448,6 +534,7 @@ def train_s2s(
             "seconds": seconds,
             "first_loss": first_loss,
             "data_rng": data_generator.get_state(),
+            "head_weights": head_weights,
         }
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
         metrics = {k: v for k, v in (last | validated).items() if k != "step"}
@@ -460,18 +547,24 @@ def train_s2s(
     for step in range(start + 1, steps + 1):
         chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
         batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
+        batch = batch.to(torch_device)
         with autocast(torch_device, cpu_bf16=True):
-            _, _, ce, _, bce = forward(
-                encoder, decoder, batch.to(torch_device), input_dropout, condition_dropout
-            )
+            outputs = forward(encoder, decoder, batch, input_dropout, condition_dropout)
+        ce, bce = outputs.ce, outputs.bce
         loss = ce + eot_weight * bce
+        values = {"ce": ce, "eot": bce}
+        if heads is not None:
+            hidden, mask = outputs.hidden, batch.memory_mask
+            values["ctc"] = heads.ctc_loss(hidden, mask, batch.labels, batch.label_lengths)
+            values["intent"] = heads.intent_loss(hidden, mask, batch.intent)
+            loss = loss + ctc_weight * values["ctc"] + intent_weight * values["intent"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         optimizer.step()
         lr_now = scheduler.get_last_lr()[0]
         scheduler.step()
-        values = {"loss": loss, "ce": ce, "eot": bce, "grad_norm": grad_norm}
+        values |= {"loss": loss, "grad_norm": grad_norm}
         averages.add({name: float(value.detach()) for name, value in values.items()})
         bar.update()
         seconds = seconds_before + time.perf_counter() - began
@@ -483,7 +576,7 @@ def train_s2s(
             row = last
         if validation and (step % eval_every == 0 or step == steps):
             validated = validate(
-                encoder, decoder, validation, silence, config, batch_size, torch_device
+                encoder, decoder, validation, silence, config, batch_size, torch_device, heads
             )
             row = {"step": step, **row, **validated}
         if row:
@@ -541,6 +634,20 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "by the null one in training, so that answers can be sampled with classifier-free "
         "guidance",
     )
+    p.add_argument(
+        "--ctc-weight",
+        type=float,
+        default=0.0,
+        help="weight of a CTC loss on the encoder output against the user turn's transcript "
+        "(a training-only head), so that the encoder carries what was said",
+    )
+    p.add_argument(
+        "--intent-weight",
+        type=float,
+        default=0.0,
+        help="weight of an intent classification loss on the encoder output (a training-only "
+        "head), for manifests whose user turns carry extra.intent",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -565,6 +672,8 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         pairing=args.pairing,
         input_dropout=args.input_dropout,
         condition_dropout=args.condition_dropout,
+        ctc_weight=args.ctc_weight,
+        intent_weight=args.intent_weight,
     )
     print(json.dumps(metrics))
     return 0

@@ -4,6 +4,7 @@ synthetic corpus (determinism, split hygiene, pairing, format, loudness, voices,
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from models.data.bank import INTENTS, OPENERS
 from models.data.commands import add_data_commands
 from models.data.crops import random_crops
 from models.data.importers import hash_split, import_dataset
-from models.data.manifest import SPLITS, dialogue_pairs, intent_pairs, read_manifest
+from models.data.manifest import (
+    SPLITS,
+    Dialogue,
+    Entry,
+    dialogue_pairs,
+    intent_pairs,
+    read_manifest,
+    write_manifest,
+)
+from models.data.stats import manifest_stats, nearest_intent_accuracy, trigrams
 from models.data.synth import (
     PERSONAS,
     PROSODY,
@@ -302,3 +312,36 @@ def test_random_crops(corpus):
     again = list(random_crops(entries, corpus.parent, 0.5, 6, np.random.default_rng(3)))
     assert all(np.array_equal(a, b) for a, b in zip(crops, again, strict=True))
     assert not np.array_equal(crops[0], crops[1])
+
+
+def test_stats_count_hours_and_measure_how_new_held_out_wording_is(tmp_path, capsys):
+    def turn(key: str, text: str, intent: str, split: str, role: str = "user") -> Entry:
+        dialogue = Dialogue(id=key, role=role, pair=None)
+        extra = {"intent": intent}
+        return Entry(f"{key}.wav", 1.8, text, "male_1", "NEUTRAL", split, dialogue, key, extra)
+
+    entries = [
+        turn("t1", "ఈ రోజు వాతావరణం ఎలా ఉంది?", "weather", "train"),
+        turn("t2", "నమస్కారం అండీ!", "greeting", "train"),
+        turn("a1", "ఎండగా ఉంది.", "weather", "train", role="agent"),
+        turn("v1", "అంటే... వాతావరణం ఎలా ఉంది", "weather", "validation"),  # shared wording
+        turn("s1", "హలో, ఎలా ఉంది?", "greeting", "test"),  # new wording, nearer to weather
+        turn("s2", "వాతావరణం చెప్పండి", "weather", "test"),
+    ]
+    stats = manifest_stats(entries)
+    assert stats["files"] == 6 and stats["hours"] == pytest.approx(6 * 1.8 / 3600)
+    assert stats["split"]["train"] == {"files": 3, "hours": pytest.approx(3 * 1.8 / 3600)}
+    assert stats["role"]["agent"]["files"] == 1 and stats["intents"] == 2
+    accuracy = stats["nearest_intent_accuracy"]
+    assert accuracy["validation"] == 1.0
+    assert accuracy["test"] == 0.5
+    assert trigrams("అంటే... వాతావరణం!") == trigrams("అంటే వాతావరణం")
+    assert nearest_intent_accuracy([turn("x", "హలో", "", "train", role="agent")]) == {}
+
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(path, entries)
+    assert cli("stats", str(path), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["nearest_intent_accuracy"] == accuracy
+    assert cli("stats", str(path)) == 0
+    text = capsys.readouterr().out
+    assert "6 files, 0.00 h" in text and "validation user turns" in text and "100.0 %" in text

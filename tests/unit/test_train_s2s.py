@@ -118,6 +118,8 @@ def trained(corpus: Path) -> tuple[Path, dict]:
         eval_every=10,
         save_every=10,
         progress=False,
+        ctc_weight=1.0,
+        intent_weight=1.0,
     )
     return out, metrics
 
@@ -167,7 +169,7 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     ]
     batch = collate(examples, torch.zeros(8, 12, dtype=torch.long), 4, DEMO.codec.hop)
     with torch.no_grad():
-        logits, targets, ce, eot, _ = forward(encoder, decoder, batch)
+        logits, targets, ce, eot, _, hidden = forward(encoder, decoder, batch)
         memory, expected_eot = encoder(batch.user, batch.speaker, batch.emotion)
         reference = decoder(
             batch.answer,
@@ -181,7 +183,7 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     assert float(ce) == pytest.approx(float(expected), rel=1e-5)
     per_codebook = codebook_ce(logits, targets, decoder.vocab.pad)
     assert per_codebook.tolist() == pytest.approx([float(v) for v in parts.values()], rel=1e-5)
-    assert torch.allclose(eot, expected_eot)
+    assert torch.allclose(eot, expected_eot) and torch.allclose(hidden, memory)
     # the targets: 7 + 1 EOS step at most; PAD beyond each answer's EOS and in delay slots
     assert (targets != decoder.vocab.pad).sum().item() == 8 * 4 * (5 + 1 + 2 + 1 + 7 + 1)
 
@@ -230,6 +232,13 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(trained) -> No
     assert metrics["val_ce_unconditioned"] > 0
     assert metrics["val_ce_unconditioned"] != pytest.approx(metrics["val_ce"], rel=1e-6)
     assert float(load(out).decoder.null_condition.detach().abs().sum()) > 0
+    # the turn heads (CTC over the transcript, intent) learn, and stay out of the checkpoint
+    ctc = [float(r["ctc"]) for r in rows if r["ctc"]]
+    intent = [float(r["intent"]) for r in rows if r["intent"]]
+    assert len(ctc) == len(intent) == STEPS // 5
+    assert ctc[-1] < ctc[0] and intent[-1] < intent[0], (ctc, intent)
+    assert metrics["val_ctc"] > 0 and metrics["val_intent_accuracy"] in (0.0, 1.0)
+    assert not list(out.glob("*heads*"))
     models = load(out)
     assert models.trained and models.config.codec == DEMO.codec
     assert load_extra(out)["step"] == STEPS
@@ -250,6 +259,8 @@ def test_resume_continues_from_the_saved_step(
     before = load(copy).decoder.state_dict()
     with pytest.raises(FileExistsError):
         train_s2s(corpus / "manifest.jsonl", corpus / "codec", copy, steps=STEPS + 5)
+    with pytest.raises(ValueError, match="turn head weights"):  # trained with the heads
+        train_s2s(corpus / "manifest.jsonl", corpus / "codec", copy, steps=STEPS + 5, resume=True)
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached codes were not reused")
@@ -266,6 +277,8 @@ def test_resume_continues_from_the_saved_step(
         resume=True,
         log_every=5,
         progress=False,
+        ctc_weight=1.0,
+        intent_weight=1.0,
     )
     assert metrics["step"] == STEPS + 5 and load_extra(copy)["step"] == STEPS + 5
     steps = [int(r["step"]) for r in _log(copy)]
