@@ -323,6 +323,11 @@ def _add_models(p: argparse.ArgumentParser) -> None:
         default="float16",
         help="storage precision of the weights",
     )
+    export.add_argument(
+        "--codec",
+        help="take the codec from this checkpoint (trained further with `train codec "
+        "--decoder-only` from the source's codec)",
+    )
     export.add_argument("--log-level", default="warning")
     export.set_defaults(run=_models_export)
     card = actions.add_parser(
@@ -353,7 +358,7 @@ def _models_export(args: argparse.Namespace) -> int:
     from models.loading import export
 
     dtype = torch.float16 if args.dtype == "float16" else None
-    target = export(args.source, args.target, dtype)
+    target = export(args.source, args.target, dtype, args.codec)
     size = sum(f.stat().st_size for f in target.iterdir()) / 2**20
     print(f"{target}: {size:.1f} MiB")
     return 0

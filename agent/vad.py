@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from silero_vad import load_silero_vad
 
 WINDOW = 512
 """Samples per VAD window at 16 kHz (32 ms), the size Silero's streaming model expects."""
 WINDOW_MS = 32
+
+
+def _load_silero() -> torch.nn.Module:
+    """Silero's TorchScript model. Its package sets torch's intra-op threads to 1 when it is
+    imported, which would make every later model computation of the process (training,
+    evaluation) use one core: the thread count is put back."""
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad
+
+        return load_silero_vad(onnx=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class SileroVAD:
@@ -19,7 +31,7 @@ class SileroVAD:
     """
 
     def __init__(self) -> None:
-        self._model = load_silero_vad(onnx=False)
+        self._model = _load_silero()
 
     def prob(self, window: np.ndarray) -> float:
         """Speech probability of the next window (exactly WINDOW float32 samples)."""

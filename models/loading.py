@@ -59,14 +59,43 @@ def load(
     return models
 
 
-def export(source: str | Path, target: str | Path, storage_dtype: torch.dtype | None) -> Path:
+def export(
+    source: str | Path,
+    target: str | Path,
+    storage_dtype: torch.dtype | None,
+    codec: str | Path | None = None,
+) -> Path:
     """Re-save a checkpoint for shipping (e.g. float16 storage: half the bytes); the result
-    loads with `load` like the original."""
+    loads with `load` like the original.
+
+    `codec`: take the codec from this checkpoint instead, one whose decoder alone was trained
+    further (`train codec --decoder-only`): its encoder and quantizer must be the source's,
+    so that it gives the codes the S2S model was trained on."""
     models = load(source)
+    extra = {**load_extra(source), "exported_from": Path(source).name}
+    if codec is not None:
+        replacement = TeluCodec(load_config(codec).codec)
+        load_state(codec, "codec", replacement)
+        _check_same_codes(models.codec, replacement, codec)
+        models.codec = replacement
+        extra["codec_from"] = Path(codec).name
     return save_checkpoint(
         target,
         {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder},
         models.config,
-        extra={**load_extra(source), "exported_from": Path(source).name},
+        extra=extra,
         storage_dtype=storage_dtype,
     )
+
+
+def _check_same_codes(codec: TeluCodec, other: TeluCodec, name: str | Path) -> None:
+    """Raise unless `other` has `codec`'s encoder and quantizer weights, exactly."""
+    theirs = other.state_dict()
+    for key, value in codec.state_dict().items():
+        if key.startswith(("encoder.", "quantizer.")) and not (
+            key in theirs and torch.equal(value, theirs[key])
+        ):
+            raise ValueError(
+                f"the codec of {name} encodes differently ({key} differs): only a codec whose "
+                "decoder alone was trained further can replace the one the S2S model knows"
+            )

@@ -9,6 +9,12 @@ discriminator and 2 x its relative feature-matching loss. AdamW (betas 0.8, 0.99
 on weights only, never on the codebooks) with warm-up and cosine decay; the discriminator has
 its own AdamW at the same learning rate. bf16 autocast on CUDA, fp32 on CPU; gradient clipping.
 
+Decoder-only fine-tuning (`init` + `decoder_only`): starting from a trained codec, only its
+decoder trains, on all quantizer levels; the encoder and the quantizer stay exactly as they
+were (eval mode: no EMA codebook updates), so the codes are the same and an S2S model trained
+on them stays valid with the new decoder (`models export --codec`). The quantizer's losses
+are constant then and left out.
+
 `out_dir` receives the codec checkpoint (models.checkpoints, module "codec"), train_state.pt
 (see models.train.common) every `save_every` steps and at the end, and log.csv with the means
 of the losses over every `log_every` steps.
@@ -20,7 +26,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,7 @@ import torch
 from torch import Tensor
 
 from agent.audio import read_audio, to_int16
-from models.checkpoints import save_checkpoint
+from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, S2SConfig, preset
 from models.data.manifest import read_manifest
@@ -168,15 +174,23 @@ def train_codec(
     weights: LossWeights | None = None,
     discriminator_filters: int = 32,
     progress: bool = True,
+    init: str | Path | None = None,
+    decoder_only: bool = False,
 ) -> dict[str, float]:
     """Train (or, with `resume`, continue training) a codec to `steps` steps in `out_dir`.
 
-    `config` is a preset name or an S2SConfig. Without `resume` an out_dir that already holds
-    train state is an error; with it, a run continues from its last saved step (a fresh run
-    starts when there is nothing to resume). Returns the last logged means, "step" and
-    "steps_per_second" of this call.
+    `config` is a preset name or an S2SConfig (with `init`, the codec sizes of that checkpoint
+    are used). Without `resume` an out_dir that already holds train state is an error; with
+    it, a run continues from its last saved step (a fresh run starts when there is nothing to
+    resume). `init`: a codec checkpoint to start from; `decoder_only`: train only its decoder
+    (see the module doc). Returns the last logged means, "step" and "steps_per_second" of this
+    call.
     """
+    if decoder_only and init is None:
+        raise ValueError("decoder-only training needs a trained codec to start from (init)")
     config = _resolve_config(config)
+    if init is not None:
+        config = replace(config, codec=load_config(init).codec)
     weights = weights or LossWeights()
     out = Path(out_dir)
     resuming = (out / TRAIN_STATE).exists()
@@ -186,9 +200,17 @@ def train_codec(
     seed_everything(seed)
     data_generator = torch.Generator().manual_seed(seed)
 
-    codec = TeluCodec(config.codec).to(torch_device).train()
+    codec = TeluCodec(config.codec)
+    if init is not None:
+        load_state(init, "codec", codec)
+    codec.to(torch_device).train()
+    trained = codec
+    if decoder_only:
+        codec.encoder.eval().requires_grad_(False)
+        codec.quantizer.eval().requires_grad_(False)
+        trained = codec.decoder
     codec_optimizer = torch.optim.AdamW(
-        parameter_groups(codec, WEIGHT_DECAY, NO_DECAY), lr=lr, betas=BETAS
+        parameter_groups(trained, WEIGHT_DECAY, NO_DECAY), lr=lr, betas=BETAS
     )
     scheduler = warmup_cosine(codec_optimizer, min(WARMUP_STEPS, steps // 10), steps)
     modules: dict[str, torch.nn.Module] = {"codec": codec}
@@ -206,6 +228,8 @@ def train_codec(
         saved = read_train_state(out)
         if S2SConfig.from_dict(saved["extra"]["config"]) != config:
             raise ValueError(f"{out} was trained with another configuration than {config.name}")
+        if saved["extra"].get("decoder_only", False) != decoder_only:
+            raise ValueError(f"{out} was trained with decoder_only={not decoder_only}")
         state = restore_train_state(saved, modules, optimizers, {"codec": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
         data_generator.set_state(state.extra["data_rng"])
@@ -229,6 +253,7 @@ def train_codec(
             "config": config.to_dict(),
             "seconds": seconds,
             "data_rng": data_generator.get_state(),
+            "decoder_only": decoder_only,
         }
         save_train_state(out, step, modules, optimizers, {"codec": scheduler}, extra)
         metrics = {k: v for k, v in last.items() if k != "step"}
@@ -239,7 +264,12 @@ def train_codec(
     for step in range(start + 1, steps + 1):
         real = sampler.batch(batch_size).to(torch_device)
         with autocast(torch_device):
-            reconstruction, _, quantizer_losses = codec(real)
+            if decoder_only:
+                with torch.no_grad():
+                    codes = codec.encode(real)
+                reconstruction, quantizer_losses = codec.decode(codes), {}
+            else:
+                reconstruction, _, quantizer_losses = codec(real)
         reconstruction = reconstruction.float()
         values = {
             "mel": mel_loss(reconstruction, real),
@@ -261,7 +291,7 @@ def train_codec(
             loss = loss + weights.feature_matching * values["feature_matching"]
         codec_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        values["grad_norm"] = torch.nn.utils.clip_grad_norm_(codec.parameters(), CODEC_CLIP)
+        values["grad_norm"] = torch.nn.utils.clip_grad_norm_(trained.parameters(), CODEC_CLIP)
         codec_optimizer.step()
         lr_now = scheduler.get_last_lr()[0]
         scheduler.step()
@@ -318,6 +348,13 @@ def add_train_codec_command(subparsers: argparse._SubParsersAction) -> argparse.
         default=32,
         help="channels of each discriminator scale (32 as Encodec; 16 is ~2.4x faster on CPU)",
     )
+    p.add_argument("--init", help="codec checkpoint directory to start from")
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only the decoder of the --init codec (its codes, and S2S models trained "
+        "on them, stay valid)",
+    )
     add_run_options(p, log_every=50, save_every=1_000)
     p.set_defaults(run=_run_train_codec)
     return p
@@ -341,6 +378,8 @@ def _run_train_codec(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         discriminator_filters=args.discriminator_filters,
         progress=not args.no_progress,
+        init=args.init,
+        decoder_only=args.decoder_only,
     )
     print(json.dumps(metrics))
     return 0

@@ -58,6 +58,32 @@ def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
     torch.testing.assert_close(weight, models.decoder.embeddings.weight, atol=1e-3, rtol=1e-3)
 
 
+def test_export_takes_a_codec_whose_decoder_alone_changed(tmp_path):
+    from agent.cli import main
+
+    models = build(DEMO, seed=2)
+    source = tmp_path / "run"
+    modules = {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder}
+    save_checkpoint(source, modules, DEMO)
+    tuned = build(DEMO, seed=2).codec
+    with torch.no_grad():
+        for parameter in tuned.decoder.parameters():
+            parameter.add_(0.5)
+    save_checkpoint(tmp_path / "tuned", {"codec": tuned}, DEMO)
+    target = tmp_path / "shipped"
+    args = ["models", "export", str(source), str(target), "--dtype", "float32"]
+    assert main([*args, "--codec", str(tmp_path / "tuned")]) == 0
+    shipped = load(target)
+    for name, value in tuned.state_dict().items():
+        assert torch.equal(shipped.codec.state_dict()[name], value), name
+    assert torch.equal(shipped.decoder.embeddings.weight, models.decoder.embeddings.weight)
+
+    other = build(DEMO, seed=3).codec  # another encoder: other codes
+    save_checkpoint(tmp_path / "other", {"codec": other}, DEMO)
+    with pytest.raises(ValueError, match="encodes differently"):
+        main([*args, "--codec", str(tmp_path / "other")])
+
+
 def test_the_shipped_demo_model_loads_fits_its_budget_and_has_its_card():
     from models.card import CARD_FILE, EVAL_FILES
     from models.loading import DEMO_CHECKPOINT

@@ -195,6 +195,31 @@ def test_resume_continues_exactly_where_the_run_stopped(
     assert rows[-1]["loss"] == pytest.approx(read_log(trained / LOG_FILE)[-1]["loss"], rel=1e-3)
 
 
+def test_decoder_only_fine_tuning_keeps_the_codes(
+    manifest: Path, trained: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="needs a trained codec"):
+        train_codec(manifest, "demo", tmp_path / "x", 4, adversarial=False, decoder_only=True)
+    out = tmp_path / "decoder"
+    tuning = {"seed": 3, "init": trained, "decoder_only": True, **TINY}
+    train_codec(manifest, "demo", out, 16, adversarial=False, **tuning)
+    base, tuned = TeluCodec(DEMO.codec), TeluCodec(DEMO.codec)
+    load_state(trained, "codec", base)
+    load_state(out, "codec", tuned)
+    before, after = base.state_dict(), tuned.state_dict()
+    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"decoder"}  # codebooks included: no EMA update
+    wav = torch.from_numpy(speech())[None, : 20 * DEMO.codec.hop]
+    with torch.no_grad():
+        assert torch.equal(base.eval().encode(wav), tuned.eval().encode(wav))
+    rows = read_log(out / LOG_FILE)
+    assert "commitment" not in rows[0]  # constant: not part of the loss
+    # it starts from the trained codec, not from scratch
+    assert rows[0]["mel"] < read_log(trained / LOG_FILE)[0]["mel"]
+    with pytest.raises(ValueError, match="decoder_only"):
+        train_codec(manifest, "demo", out, 20, adversarial=False, seed=3, resume=True, **TINY)
+
+
 def test_adversarial_steps_run(manifest: Path, tmp_path: Path) -> None:
     out = tmp_path / "gan"
     settings = {**TINY, "batch_size": 2, "log_every": 1}
