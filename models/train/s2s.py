@@ -203,6 +203,12 @@ def make_examples(
         if user.key not in speech_ends:
             wav = read_audio(user.path(root), config.codec.sample_rate)
             speech_ends[user.key] = speech_end(wav)
+        heard: dict[str, Any] = {}
+        if heads is not None:
+            heard = {
+                "labels": heads.labels(user.text),
+                "intent": heads.intent_index(user.extra.get("intent")),
+            }
         examples.append(
             Example(
                 user=codes[user.key],
@@ -210,14 +216,7 @@ def make_examples(
                 speaker=_index(config.speakers, agent.speaker, "speaker"),
                 emotion=_index(config.emotions, agent.emotion, "emotion"),
                 speech_end=speech_ends[user.key],
-                **(
-                    {}
-                    if heads is None
-                    else {
-                        "labels": heads.labels(user.text),
-                        "intent": heads.intent_index(user.extra.get("intent")),
-                    }
-                ),
+                **heard,
             )
         )
     return examples
