@@ -336,10 +336,6 @@ def _add_models(p: argparse.ArgumentParser) -> None:
     card.add_argument("checkpoint", help="shipped checkpoint directory (holds eval-*.json)")
     card.add_argument("--codec-run", required=True, help="the codec's training directory")
     card.add_argument("--s2s-run", required=True, help="the S2S training directory")
-    card.add_argument(
-        "--decoder-run",
-        help="the codec decoder's fine-tuning directory (train codec --decoder-only)",
-    )
     card.add_argument("--data", required=True, help="the manifest the runs trained on")
     card.add_argument(
         "--command", default="make demo-model", help="the command that reproduces the model"
@@ -351,9 +347,7 @@ def _add_models(p: argparse.ArgumentParser) -> None:
 def _models_card(args: argparse.Namespace) -> int:
     from models.card import write_card
 
-    path = write_card(
-        args.checkpoint, args.codec_run, args.s2s_run, args.data, args.command, args.decoder_run
-    )
+    path = write_card(args.checkpoint, args.codec_run, args.s2s_run, args.data, args.command)
     print(path)
     return 0
 

@@ -229,24 +229,16 @@ def _eot_table(result: dict[str, Any]) -> list[str]:
 
 
 def render_card(
-    checkpoint: Path,
-    codec_run: Path,
-    s2s_run: Path,
-    manifest: Path,
-    command: str,
-    decoder_run: Path | None = None,
+    checkpoint: Path, codec_run: Path, s2s_run: Path, manifest: Path, command: str
 ) -> str:
-    """The model card's Markdown; `decoder_run`: the codec decoder's fine-tuning run, when
-    the shipped codec's decoder was trained further alone (`train codec --decoder-only`)."""
+    """The model card's Markdown."""
     config = load_config(checkpoint)
     sizes = describe(config)
     files = sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors")
     mib = sum(p.stat().st_size for p in files) / 2**20
     data = data_summary(manifest)
     codec, s2s = run_summary(codec_run), run_summary(s2s_run)
-    runs = [("codec", codec), ("S2S", s2s)]
-    if decoder_run is not None:
-        runs.insert(1, ("codec decoder alone", run_summary(decoder_run)))
+    runs = (("codec", codec), ("S2S", s2s))
     evals = {name: json.loads((checkpoint / name).read_text()) for name in EVAL_FILES}
     params = {part: sizes[part]["params"] for part in ("codec", "encoder", "decoder")}
     lines = [
@@ -295,12 +287,6 @@ def render_card(
         lines.append(f"| {name} | {run['steps']} | {run['wall_minutes']:.1f} min | {figures} |")
     total = sum(run["wall_minutes"] for _, run in runs)
     lines += ["", f"Training wall time in all: {total:.1f} min."]
-    if decoder_run is not None:
-        lines.append(
-            "The codec's decoder was then trained further alone, its encoder and quantizer "
-            "frozen (`train codec --decoder-only`): the same codes, so the S2S model, trained "
-            "on the first codec's codes, is shipped with the new decoder."
-        )
     if "validation" in s2s:
         val = s2s["validation"]
         lines.append(
@@ -358,12 +344,10 @@ def write_card(
     s2s_run: str | Path,
     manifest: str | Path,
     command: str = "make demo-model",
-    decoder_run: str | Path | None = None,
 ) -> Path:
     """Write MODEL_CARD.md into the checkpoint directory; returns its path."""
     checkpoint = Path(checkpoint)
-    decoder = None if decoder_run is None else Path(decoder_run)
-    text = render_card(checkpoint, Path(codec_run), Path(s2s_run), Path(manifest), command, decoder)
+    text = render_card(checkpoint, Path(codec_run), Path(s2s_run), Path(manifest), command)
     path = checkpoint / CARD_FILE
     path.write_text(text, encoding="utf-8")
     return path
