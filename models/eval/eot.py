@@ -45,8 +45,7 @@ from agent.vad import WINDOW, SileroVAD
 from models.data.manifest import dialogue_pairs, read_manifest
 from models.loading import Models, load
 from models.train.common import select_device
-from models.train.s2s import speech_end
-from models.train.tokens import pad_to_steps
+from models.train.tokens import pad_to_steps, speech_end
 
 log = logging.getLogger(__name__)
 

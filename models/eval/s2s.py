@@ -235,7 +235,7 @@ def listening(
     config = models.config
     device = next(models.encoder.parameters()).device
     entries = list({e.key: e for pair in turns for e in pair}.values())
-    codes = encode_entries(models.codec, entries, root, config.frames_per_step, progress=False)
+    encoded = encode_entries(models.codec, entries, root, config.frames_per_step, progress=False)
     others = []
     for i, (user, answer) in enumerate(turns):
         later = turns[i + 1 :] + turns[:i]
@@ -244,7 +244,7 @@ def listening(
     silence = silence_codes(models.codec, SILENCE_S, config.frames_per_step)
     sums = {}
     for name, pairs in (("ce_own_turn", turns), ("ce_other_turn", others)):
-        examples = make_examples(pairs, codes, root, config)
+        examples = make_examples(pairs, encoded, config)
         total = 0.0
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]

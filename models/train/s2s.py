@@ -35,12 +35,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agent.audio import read_audio
 from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, CodecConfig, S2SConfig, preset
@@ -65,13 +63,11 @@ from models.train.common import (
     select_device,
     warmup_cosine,
 )
-from models.train.tokens import encode_manifest
+from models.train.tokens import Encoded, encode_manifest
 from models.train.turn_heads import TurnHeads, alphabet
 
 log = logging.getLogger(__name__)
 
-SPEECH_DBFS = -40.0
-"""A sample above this level (re full scale) is speech, for the end-of-turn labels."""
 SILENCE_S = 0.6
 """Silence appended to every user turn in training."""
 EOT_WEIGHT = 0.5
@@ -157,12 +153,6 @@ class Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
-def speech_end(wav: np.ndarray, dbfs: float = SPEECH_DBFS) -> int:
-    """Index just after the last sample above `dbfs` (0 when there is none)."""
-    loud = np.flatnonzero(np.abs(wav) > 10 ** (dbfs / 20))
-    return int(loud[-1]) + 1 if len(loud) else 0
-
-
 def eot_labels(steps: int, end_sample: int, step_samples: int) -> Tensor:
     """(steps,) 0.0 up to the step that holds sample end_sample - 1, 1.0 after it."""
     last_speech_step = (end_sample - 1) // step_samples if end_sample > 0 else -1
@@ -189,20 +179,17 @@ def _index(names: tuple[str, ...], name: str, kind: str) -> int:
 
 def make_examples(
     pairs: list[tuple[Entry, Entry]],
-    codes: dict[str, Tensor],
-    root: Path,
+    encoded: Encoded,
     config: S2SConfig,
     heads: TurnHeads | None = None,
 ) -> list[Example]:
-    """Examples of (user, agent) pairs; answers longer than the decoder's max_steps are cut.
-    With `heads`, each carries its user turn's transcript labels and intent class."""
+    """Examples of (user, agent) pairs from their codes and speech ends; answers longer than
+    the decoder's max_steps are cut. With `heads`, each carries its user turn's transcript
+    labels and intent class."""
     max_frames = config.decoder.max_steps * config.frames_per_step
+    codes = encoded.codes
     examples = []
-    speech_ends: dict[str, int] = {}
     for user, agent in pairs:
-        if user.key not in speech_ends:
-            wav = read_audio(user.path(root), config.codec.sample_rate)
-            speech_ends[user.key] = speech_end(wav)
         heard: dict[str, Any] = {}
         if heads is not None:
             heard = {
@@ -215,7 +202,7 @@ def make_examples(
                 answer=codes[agent.key][:, :max_frames],
                 speaker=_index(config.speakers, agent.speaker, "speaker"),
                 emotion=_index(config.emotions, agent.emotion, "emotion"),
-                speech_end=speech_ends[user.key],
+                speech_end=encoded.speech_ends[user.key],
                 **heard,
             )
         )
@@ -417,14 +404,12 @@ def load_examples(
     heads: TurnHeads | None = None,
 ) -> dict[str, list[Example]]:
     """Train and validation examples of the manifest's pairs (by the user's split)."""
-    codes = encode_manifest(
+    encoded = encode_manifest(
         codec, manifest, cache=cache, frames_per_step=config.frames_per_step, progress=progress
     )
     pairs = PAIRINGS[pairing](read_manifest(manifest))
     return {
-        split: make_examples(
-            [p for p in pairs if p[0].split == split], codes, manifest.parent, config, heads
-        )
+        split: make_examples([p for p in pairs if p[0].split == split], encoded, config, heads)
         for split in ("train", "validation")
     }
 

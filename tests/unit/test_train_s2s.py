@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +46,9 @@ from models.train.s2s import (
     eot_labels,
     forward,
     silence_codes,
-    speech_end,
     train_s2s,
 )
-from models.train.tokens import encode_manifest
+from models.train.tokens import encode_manifest, speech_end
 
 RATE = 16_000
 STEPS = 20
@@ -194,25 +196,70 @@ def test_codes_of_a_manifest_are_the_codec_encoding_and_are_cached(
     torch.manual_seed(0)
     codec = TeluCodec(DEMO.codec).eval()
     cache = tmp_path / "codes.pt"
-    codes = encode_manifest(codec, corpus / "manifest.jsonl", cache=cache, frames_per_step=4)
-    assert len(codes) == 24
+    codes, ends = encode_manifest(codec, corpus / "manifest.jsonl", cache=cache, frames_per_step=4)
+    assert len(codes) == len(ends) == 24
     lines = (corpus / "manifest.jsonl").read_text().splitlines()
     first = Entry.from_dict(json.loads(lines[0]))
-    wav = tokens.pad_to_steps(read_audio(first.path(corpus), RATE), 320)
+    audio = read_audio(first.path(corpus), RATE)
+    wav = tokens.pad_to_steps(audio, 320)
     expected = codec.encode(torch.from_numpy(wav)[None])[0]
     assert codes[first.key].shape == expected.shape and expected.shape[1] % 4 == 0
     assert torch.equal(codes[first.key], expected)  # batched with longer files: still exact
+    assert ends[first.key] == speech_end(audio) > 0
+    # stored in the smallest type that holds the codebook (256 codes: one byte each)
+    stored = torch.load(cache, weights_only=True)
+    assert stored["codes"][first.key].dtype == torch.uint8
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("encoded again")
 
     monkeypatch.setattr(tokens, "encode_entries", never)
     again = encode_manifest(codec, corpus / "manifest.jsonl", cache=cache, frames_per_step=4)
-    assert all(torch.equal(again[k], codes[k]) for k in codes)
+    assert again.speech_ends == ends
+    assert all(again.codes[k].dtype == torch.long for k in codes)
+    assert all(torch.equal(again.codes[k], codes[k]) for k in codes)
     with torch.no_grad():
         next(codec.parameters()).add_(1.0)  # other weights: the cache is stale
     with pytest.raises(AssertionError, match="encoded again"):
         encode_manifest(codec, corpus / "manifest.jsonl", cache=cache, frames_per_step=4)
+
+
+AUDIO_BLOCKED = """
+import importlib.abc, runpy, sys
+class NoAudio(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"av", "soundfile", "aiortc", "aiohttp", "silero_vad"}:
+            raise ImportError("not on this machine: " + name)
+sys.meta_path.insert(0, NoAudio())
+sys.argv = ["models.train", *sys.argv[1:]]
+runpy.run_module("models.train", run_name="__main__")
+"""
+
+
+def test_training_needs_only_the_manifest_the_codec_and_the_codes_cache(
+    trained, tmp_path: Path
+) -> None:
+    """A run's codes cache, manifest and codec can go without the audio, to a machine without
+    an audio stack (a GPU machine), and `python -m models.train s2s` trains there."""
+    out, _ = trained
+    corpus = out.parent
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copy(corpus / "manifest.jsonl", bundle)
+    shutil.copytree(corpus / "codec", bundle / "codec")
+    (bundle / "s2s").mkdir()
+    shutil.copy(out / "codes.pt", bundle / "s2s")
+    assert not list(bundle.rglob("*.wav"))
+    command = [sys.executable, "-c", AUDIO_BLOCKED, "s2s", "--data", "manifest.jsonl"]
+    command += ["--codec", "codec", "--out", "s2s", "--steps", "2", "--batch-size", "4"]
+    command += ["--device", "cpu", "--eval-every", "2", "--log-every", "1", "--no-progress"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout.splitlines()[-1])
+    assert metrics["step"] == 2 and metrics["train_pairs"] == 8 and metrics["val_ce"] > 0
+    assert load(bundle / "s2s").trained
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(trained) -> None:
