@@ -5,7 +5,8 @@ Each (user turn, answer) pair is one example: the manifest's dialogue links, or 
 through the streaming encoder, conditioned (like the decoder) on the speaker and emotion of
 the ANSWER; the decoder predicts the answer's codes (codebook delay pattern, EOS after the
 last step) with cross-attention to the encoder output of the user's audio. The loss is the
-mean of the per-codebook cross-entropies plus `eot_weight` x the end-of-turn BCE, plus (when
+mean of the per-codebook cross-entropies (or, with `coarse_weight`, that share of it on
+codebook 0: `weighted_ce`) plus `eot_weight` x the end-of-turn BCE, plus (when
 their weights are not 0) `ctc_weight` x a CTC loss of the encoder output against the user
 turn's transcript and `intent_weight` x an intent cross-entropy (`models.train.turn_heads`:
 training-only heads that give the encoder a direct reason to carry what the user said).
@@ -264,6 +265,17 @@ def codebook_ce(logits: Tensor, targets: Tensor, pad: int) -> Tensor:
     return (flat.view_as(targets) * valid).sum(dim=dims) / valid.sum(dim=dims).clamp(min=1)
 
 
+def weighted_ce(per_codebook: Tensor, coarse_weight: float = 0.0) -> Tensor:
+    """The training cross-entropy of per-codebook cross-entropies (Q,): their mean, or with
+    `coarse_weight` > 0 that share on codebook 0 and the rest spread evenly over the finer
+    ones. The coarse codes carry what is said; the finer ones mostly acoustic detail, which
+    dominates a plain mean (Moshi weights its semantic codebook above the acoustic ones for
+    the same reason)."""
+    if coarse_weight <= 0:
+        return per_codebook.mean()
+    return coarse_weight * per_codebook[0] + (1 - coarse_weight) * per_codebook[1:].mean()
+
+
 class Outputs(NamedTuple):
     """What `forward` computes for a batch."""
 
@@ -273,6 +285,8 @@ class Outputs(NamedTuple):
     """(B, Q, P, G): their targets."""
     ce: Tensor
     """Cross-entropy, the mean over codebooks."""
+    per_codebook: Tensor
+    """(Q,) each codebook's cross-entropy."""
     eot: Tensor
     """(B, steps): end-of-turn logits."""
     bce: Tensor
@@ -304,9 +318,9 @@ def forward(
     condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout, unconditioned)
     inputs = shift_right(targets, vocab.pad)
     logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
-    ce = codebook_ce(logits, targets, vocab.pad).mean()
+    per_codebook = codebook_ce(logits, targets, vocab.pad)
     bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
-    return Outputs(logits, targets, ce, eot, bce, hidden)
+    return Outputs(logits, targets, per_codebook.mean(), per_codebook, eot, bce, hidden)
 
 
 @torch.no_grad()
@@ -346,7 +360,7 @@ def validate(
             eot_labels=batch.eot_labels.roll(1, 0),
         )
         with autocast(device, cpu_bf16=True):
-            logits, targets, ce, eot, _, hidden = forward(encoder, decoder, batch)
+            logits, targets, ce, _, eot, _, hidden = forward(encoder, decoder, batch)
             other_ce = forward(encoder, decoder, other).ce
             unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True).ce
         if heads is not None:
@@ -448,6 +462,7 @@ def train_s2s(
     condition_dropout: float = CONDITION_DROPOUT,
     ctc_weight: float = 0.0,
     intent_weight: float = 0.0,
+    coarse_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -481,6 +496,8 @@ def train_s2s(
     scheduler = warmup_cosine(optimizer, max(1, min(WARMUP_STEPS, steps // 10)), steps)
 
     start, seconds_before, first_loss = 0, 0.0, None
+    if not 0.0 <= coarse_weight < 1.0:
+        raise ValueError(f"coarse_weight must be in [0, 1), not {coarse_weight}")
     head_weights = {"ctc_weight": ctc_weight, "intent_weight": intent_weight}
     if resuming:
         saved = read_train_state(out)
@@ -489,6 +506,8 @@ def train_s2s(
         trained_with = saved["extra"].get("head_weights", dict.fromkeys(head_weights, 0.0))
         if trained_with != head_weights:
             raise ValueError(f"{out} was trained with turn head weights {trained_with}")
+        if saved["extra"].get("coarse_weight", 0.0) != coarse_weight:
+            raise ValueError(f"{out} was trained with another coarse_weight")
         state = restore_train_state(saved, modules, {"s2s": optimizer}, {"s2s": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
         first_loss = state.extra["first_loss"]
@@ -519,6 +538,7 @@ def train_s2s(
             "first_loss": first_loss,
             "data_rng": data_generator.get_state(),
             "head_weights": head_weights,
+            "coarse_weight": coarse_weight,
         }
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
         metrics = {k: v for k, v in (last | validated).items() if k != "step"}
@@ -535,7 +555,7 @@ def train_s2s(
         with autocast(torch_device, cpu_bf16=True):
             outputs = forward(encoder, decoder, batch, input_dropout, condition_dropout)
         ce, bce = outputs.ce, outputs.bce
-        loss = ce + eot_weight * bce
+        loss = weighted_ce(outputs.per_codebook, coarse_weight) + eot_weight * bce
         values = {"ce": ce, "eot": bce}
         if heads is not None:
             hidden, mask = outputs.hidden, batch.memory_mask
@@ -632,6 +652,13 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="weight of an intent classification loss on the encoder output (a training-only "
         "head), for manifests whose user turns carry extra.intent",
     )
+    p.add_argument(
+        "--coarse-weight",
+        type=float,
+        default=0.0,
+        help="share of the cross-entropy put on codebook 0 (the rest spread over the finer "
+        "codebooks); 0 = the plain mean over codebooks",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -658,6 +685,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         condition_dropout=args.condition_dropout,
         ctc_weight=args.ctc_weight,
         intent_weight=args.intent_weight,
+        coarse_weight=args.coarse_weight,
     )
     print(json.dumps(metrics))
     return 0

@@ -47,6 +47,7 @@ from models.train.s2s import (
     forward,
     silence_codes,
     train_s2s,
+    weighted_ce,
 )
 from models.train.tokens import encode_manifest, speech_end
 
@@ -171,7 +172,7 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     ]
     batch = collate(examples, torch.zeros(8, 12, dtype=torch.long), 4, DEMO.codec.hop)
     with torch.no_grad():
-        logits, targets, ce, eot, _, hidden = forward(encoder, decoder, batch)
+        logits, targets, ce, _, eot, _, hidden = forward(encoder, decoder, batch)
         memory, expected_eot = encoder(batch.user, batch.speaker, batch.emotion)
         reference = decoder(
             batch.answer,
@@ -188,6 +189,15 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     assert torch.allclose(eot, expected_eot) and torch.allclose(hidden, memory)
     # the targets: 7 + 1 EOS step at most; PAD beyond each answer's EOS and in delay slots
     assert (targets != decoder.vocab.pad).sum().item() == 8 * 4 * (5 + 1 + 2 + 1 + 7 + 1)
+
+
+def test_the_coarse_weight_moves_the_loss_onto_codebook_0(corpus: Path, tmp_path: Path) -> None:
+    per_codebook = torch.tensor([4.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    assert float(weighted_ce(per_codebook)) == pytest.approx(2.25)  # the plain mean
+    assert float(weighted_ce(per_codebook, 0.5)) == pytest.approx(3.0)
+    assert float(weighted_ce(per_codebook, 0.125)) == pytest.approx(2.25)  # = the mean again
+    with pytest.raises(ValueError, match="coarse_weight"):
+        train_s2s(corpus / "manifest.jsonl", corpus / "codec", tmp_path, coarse_weight=1.0)
 
 
 def test_codes_of_a_manifest_are_the_codec_encoding_and_are_cached(
@@ -253,6 +263,7 @@ def test_training_needs_only_the_manifest_the_codec_and_the_codes_cache(
     command = [sys.executable, "-c", AUDIO_BLOCKED, "s2s", "--data", "manifest.jsonl"]
     command += ["--codec", "codec", "--out", "s2s", "--steps", "2", "--batch-size", "4"]
     command += ["--device", "cpu", "--eval-every", "2", "--log-every", "1", "--no-progress"]
+    command += ["--coarse-weight", "0.5"]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True)
@@ -308,6 +319,15 @@ def test_resume_continues_from_the_saved_step(
         train_s2s(corpus / "manifest.jsonl", corpus / "codec", copy, steps=STEPS + 5)
     with pytest.raises(ValueError, match="turn head weights"):  # trained with the heads
         train_s2s(corpus / "manifest.jsonl", corpus / "codec", copy, steps=STEPS + 5, resume=True)
+    with pytest.raises(ValueError, match="coarse_weight"):  # trained with the plain mean
+        train_s2s(
+            *(corpus / "manifest.jsonl", corpus / "codec", copy),
+            steps=STEPS + 5,
+            resume=True,
+            ctc_weight=1.0,
+            intent_weight=1.0,
+            coarse_weight=0.5,
+        )
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached codes were not reused")
