@@ -22,8 +22,8 @@ warm-up and cosine decay, gradient clipping, bf16 autocast on CUDA and on CPUs w
 bf16 kernels, else fp32. Validation (teacher-forced token accuracy per codebook and mean,
 end-of-turn accuracy) runs on the validation pairs every `eval_every` steps. `out_dir` receives
 the checkpoint (codec + encoder + decoder, loadable with `models.loading.load`), train_state.pt
-(see models.train.common), log.csv and codes.pt (the manifest's codec codes, reused by later
-runs).
+(see models.train.common), log.csv and codes.pt (the manifest's codec codes and speech ends,
+reused by later runs: `models.train.tokens`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ LOG_FIELDS = (
     "val_intent_accuracy",
 )
 """Columns of log.csv (then val_accuracy_q0 ...): train means over the logged steps (loss =
-ce + eot_weight x eot + ctc_weight x ctc + intent_weight x intent), seconds of training across
+weighted_ce + eot_weight x eot + ctc_weight x ctc + intent_weight x intent; ce is the plain
+mean over codebooks whatever the coarse_weight), seconds of training across
 resumes, validation metrics on the rows where validation ran (ctc and intent columns only
 with the turn heads)."""
 
@@ -472,6 +473,8 @@ def train_s2s(
     with it, a run continues from its last saved step. Returns the last logged means, the
     latest validation metrics, "first_loss", "step" and "steps_per_second" of this call.
     """
+    if not 0.0 <= coarse_weight < 1.0:
+        raise ValueError(f"coarse_weight must be in [0, 1), not {coarse_weight}")
     manifest, out = Path(manifest), Path(out_dir)
     resuming = (out / TRAIN_STATE).exists()
     if resuming and not resume:
@@ -496,8 +499,6 @@ def train_s2s(
     scheduler = warmup_cosine(optimizer, max(1, min(WARMUP_STEPS, steps // 10)), steps)
 
     start, seconds_before, first_loss = 0, 0.0, None
-    if not 0.0 <= coarse_weight < 1.0:
-        raise ValueError(f"coarse_weight must be in [0, 1), not {coarse_weight}")
     head_weights = {"ctc_weight": ctc_weight, "intent_weight": intent_weight}
     if resuming:
         saved = read_train_state(out)

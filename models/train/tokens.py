@@ -140,7 +140,7 @@ def encode_manifest(
             log.info("codes of %s read from %s", manifest, cache)
             codes = {key: value.long() for key, value in stored["codes"].items()}
             return Encoded(codes, stored["speech_ends"])
-        log.info("%s is stale (codec, manifest, step size or cache format changed): encoding again", cache)
+        log.info("%s is stale (codec, manifest, step size or format changed): encoding", cache)
     codec.eval()
     encoded = encode_entries(codec, read_manifest(manifest), root, frames_per_step, progress)
     if cache is not None:
