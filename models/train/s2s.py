@@ -284,8 +284,6 @@ class Outputs(NamedTuple):
     """(B, Q, P, G, vocab): teacher-forced decoder logits at the (delayed) positions."""
     targets: Tensor
     """(B, Q, P, G): their targets."""
-    ce: Tensor
-    """Cross-entropy, the mean over codebooks."""
     per_codebook: Tensor
     """(Q,) each codebook's cross-entropy."""
     eot: Tensor
@@ -294,6 +292,11 @@ class Outputs(NamedTuple):
     """End-of-turn binary cross-entropy."""
     hidden: Tensor
     """(B, steps, encoder dim): the encoder output (the decoder's memory)."""
+
+    @property
+    def ce(self) -> Tensor:
+        """Cross-entropy, the mean over codebooks."""
+        return self.per_codebook.mean()
 
 
 def forward(
@@ -321,7 +324,7 @@ def forward(
     logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
     per_codebook = codebook_ce(logits, targets, vocab.pad)
     bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
-    return Outputs(logits, targets, per_codebook.mean(), per_codebook, eot, bce, hidden)
+    return Outputs(logits, targets, per_codebook, eot, bce, hidden)
 
 
 @torch.no_grad()
@@ -361,7 +364,8 @@ def validate(
             eot_labels=batch.eot_labels.roll(1, 0),
         )
         with autocast(device, cpu_bf16=True):
-            logits, targets, ce, _, eot, _, hidden = forward(encoder, decoder, batch)
+            logits, targets, per_codebook, eot, _, hidden = forward(encoder, decoder, batch)
+            ce = per_codebook.mean()
             other_ce = forward(encoder, decoder, other).ce
             unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True).ce
         if heads is not None:

@@ -172,7 +172,8 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     ]
     batch = collate(examples, torch.zeros(8, 12, dtype=torch.long), 4, DEMO.codec.hop)
     with torch.no_grad():
-        logits, targets, ce, _, eot, _, hidden = forward(encoder, decoder, batch)
+        logits, targets, per_codebook, eot, _, hidden = forward(encoder, decoder, batch)
+        ce = per_codebook.mean()
         memory, expected_eot = encoder(batch.user, batch.speaker, batch.emotion)
         reference = decoder(
             batch.answer,
