@@ -332,10 +332,12 @@ async def call(
     return report, recorder.audio()
 
 
-async def fetch_ice_servers(url: str) -> list[RTCIceServer]:
-    """The agent's `/ice-config` (STUN, and TURN with fresh credentials) as aiortc servers."""
+async def fetch_ice_servers(url: str, token: str | None = None) -> list[RTCIceServer]:
+    """The agent's `/ice-config` (STUN, and TURN with fresh credentials) as aiortc servers;
+    `token`: the server's API token, when it has one."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(headers=headers) as http,
         http.get(f"{url.rstrip('/')}/ice-config") as resp,
     ):
         resp.raise_for_status()
@@ -374,7 +376,7 @@ async def _signal(
                 raise RuntimeError(f"WHIP call refused: {resp.status} {await resp.text()}")
             answer = RTCSessionDescription(sdp=await resp.text(), type="answer")
             location = resp.headers["Location"]
-        session_id = location.rsplit("/", 1)[-1]
+        session_id = location.rstrip("/").split("/")[-2]  # .../calls/{id}/{secret}
         hang_up = f"{base}{location}" if location.startswith("/") else location
     else:
         async with http.post(
@@ -385,7 +387,7 @@ async def _signal(
             body = await resp.json()
         answer = RTCSessionDescription(sdp=body["sdp"], type=body["type"])
         session_id = body["session_id"]
-        hang_up = f"{base}/v1/calls/{session_id}"
+        hang_up = f"{base}{body['resource']}"
     await pc.setRemoteDescription(answer)
     return session_id, hang_up
 

@@ -85,6 +85,28 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "--max-sessions", type=int, default=8, help="calls at once; more get 503 + Retry-After"
     )
     p.add_argument(
+        "--max-pending-per-client",
+        type=int,
+        metavar="N",
+        help="calls one client address may have still connecting (ICE/DTLS); more get 429; "
+        "0: no cap (default: a quarter of --max-sessions, at least 1)",
+    )
+    p.add_argument(
+        "--max-calls-per-client",
+        type=int,
+        metavar="N",
+        help="calls one client address may hold in all; more get 429; 0: no cap "
+        "(default: half of --max-sessions, at least 1)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="web origin besides the page's own whose scripts may call the API, with CORS, "
+        "e.g. https://example.org (repeatable; '*': any)",
+    )
+    p.add_argument(
         "--rate-limit",
         default=DEFAULT_RATE_LIMIT,
         metavar="N/PERIOD",
@@ -172,6 +194,13 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="seconds without audio after which a call is over",
     )
     p.add_argument(
+        "--establish-timeout",
+        type=float,
+        default=DEFAULT_AGENT.establish_timeout_s,
+        help="seconds after the answer within which ICE and DTLS must be done, or the call "
+        "ends and its slot is free",
+    )
+    p.add_argument(
         "--connect-timeout",
         type=float,
         default=DEFAULT_AGENT.connect_timeout_s,
@@ -228,8 +257,10 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from agent.responders import make_responder
-    from signaling.app import create_app
+    from signaling.app import RedactingAccessLogger, create_app
+    from signaling.calls import ClientCaps
     from signaling.ice import IceConfig
+    from signaling.origins import OriginPolicy
     from turn.credentials import TurnSettings
 
     try:
@@ -237,6 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
             urls=tuple(args.turn_url), secret_file=args.turn_secret_file, ttl_s=args.turn_ttl
         )
         access = _access_policy(args)
+        origins = OriginPolicy(tuple(args.allow_origin))
     except (OSError, ValueError) as err:
         print(f"telugu-s2s serve: {err}", file=sys.stderr)
         return 2
@@ -254,22 +286,41 @@ def _serve(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
+        establish_timeout_s=args.establish_timeout,
         connect_timeout_s=args.connect_timeout,
         trim_memory=not args.no_memory_trim,
     )
     checkpoint = None if args.untrained else args.checkpoint
+    defaults = ClientCaps.for_capacity(args.max_sessions)
+    caps = ClientCaps(
+        pending=_given(args.max_pending_per_client, defaults.pending),
+        calls=_given(args.max_calls_per_client, defaults.calls),
+    )
     app = create_app(
         make_responder(args.responder, checkpoint, args.preset),
         config,
         IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
         max_sessions=args.max_sessions,
         access=access,
+        origins=origins,
+        caps=caps,
     )
     print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
     if access.api_token is not None:
         print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        shutdown_timeout=5.0,
+        access_log_class=RedactingAccessLogger,
+    )
     return 0
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _access_policy(args: argparse.Namespace):  # noqa: ANN202 - signaling.admission.AccessPolicy
@@ -424,10 +475,12 @@ def _call(args: argparse.Namespace) -> int:
 
     pcm = read_audio(args.audio, WIRE_RATE)
 
+    token = load_token(args.api_token_file)
+
     async def run() -> tuple:
         servers = None
         if args.ice_from_server or args.relay_only:
-            servers = await fetch_ice_servers(args.url)
+            servers = await fetch_ice_servers(args.url, token)
         return await call(
             args.url,
             pcm,
@@ -438,7 +491,7 @@ def _call(args: argparse.Namespace) -> int:
             args.turn_gap_ms,
             ice_servers=servers,
             relay_only=args.relay_only,
-            token=load_token(args.api_token_file),
+            token=token,
         )
 
     report, heard = asyncio.run(run())

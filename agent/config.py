@@ -57,6 +57,10 @@ class AgentConfig:
     """Send speech-tuned Opus (32 kbps, in-band FEC) and ask the peer for FEC in the answer."""
     peer_timeout_s: float = 3.0
     """A call whose peer sends no audio for this long is over (the peer vanished)."""
+    establish_timeout_s: float = 8.0
+    """A call whose ICE and DTLS are not done this long after the answer is over: an offer
+    that never connects gives its slot back (real peers connect in well under a second on
+    a direct path, one to three seconds through TURN)."""
     connect_timeout_s: float = 20.0
     """A call whose first audio has not arrived this long after the answer is over."""
     trim_memory: bool = True

@@ -95,6 +95,9 @@ class Session:
         self._latency: dict[int, TurnLatency] = {}
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
+        self._establish_task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+        """Set once ICE and DTLS are done (connectionState 'connected')."""
         self._answering_turn = 0
         """The turn whose answer is being generated (or was last)."""
         self._closing = False
@@ -123,6 +126,9 @@ class Session:
         if self.config.opus_fec and opus_negotiated(self.pc, sender):
             use_speech_encoder(sender)
         self._probe.attach(sender.transport)
+        self._establish_task = asyncio.create_task(
+            self._await_connection(), name=f"establish-{self.id}"
+        )
         self.metrics.sessions.inc()
         self.metrics.active_sessions.inc()
         self._counted = True
@@ -146,8 +152,20 @@ class Session:
         )
 
     def _on_connection_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self.connected.set()
         if self.pc.connectionState in ("failed", "closed"):
             self._close_soon(f"connection {self.pc.connectionState}")
+
+    async def _await_connection(self) -> None:
+        """End a call whose peer does not complete ICE and DTLS in time: its slot goes back."""
+        timeout = self.config.establish_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await self.connected.wait()
+        except TimeoutError:
+            self.metrics.rejected.labels(reason="not_connected").inc()
+            self._close_soon(f"not connected within {timeout:g} s")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self._listen_task is not None:
@@ -288,7 +306,8 @@ class Session:
         self.close_reason = reason
         log.info("session %s closing: %s", self.id, reason)
         current = asyncio.current_task()
-        tasks = [t for t in (self._listen_task, self._answer_task) if t and t is not current]
+        own = (self._listen_task, self._answer_task, self._establish_task)
+        tasks = [t for t in own if t and t is not current]
         for task in tasks:
             task.cancel()
         if tasks:

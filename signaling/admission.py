@@ -1,8 +1,12 @@
-"""Who may ask for a call: the per-client rate limit, then the optional bearer token.
+"""Who may ask for what: the optional bearer token and the per-client rate limits.
 
-Every call request (`POST /offer`, `POST /v1/calls`) passes `CallGate.admit` before its body
-is read, so a flood costs one token-bucket lookup per request. Refused requests count in
-`telugu_s2s_rejected_requests{reason="rate_limited"|"unauthorized"}`.
+Call requests (`POST /offer`, `POST /v1/calls`) pass `CallGate.admit` before their body is
+read, so a flood costs a token comparison and a token-bucket lookup per request. The token is
+checked first and a failed attempt spends only the address's *failure* bucket: a client
+guessing tokens behind a shared NAT gets 429 on its own wrong guesses while its neighbours,
+who hold the token, keep their call rate. `/ice-config` and hang-ups need the token too;
+`/ice-config` has its own buckets at the call rate. Refused requests count in
+`telugu_s2s_rejected_requests{reason=...}`.
 """
 
 from __future__ import annotations
@@ -17,48 +21,79 @@ from signaling.clientip import IpNetwork, client_address
 from signaling.guards import ClientError
 from signaling.ratelimit import RateLimit, RateLimiter, retry_after_s
 
+AUTH_FAILURES = RateLimit(10, 60.0, 10)
+"""Wrong or missing tokens one address may send per minute before it gets 429 instead of 401."""
+
 
 @dataclass(frozen=True)
 class AccessPolicy:
     """The server's admission settings; the default admits everyone (the local demo)."""
 
     rate_limit: RateLimit | None = None
-    """Call requests per client address; None: no limit."""
+    """Call requests (and, in separate buckets, /ice-config requests) per client address;
+    None: no limit."""
     trusted_proxies: tuple[IpNetwork, ...] = ()
     """TCP peers whose X-Forwarded-For names the client; empty: the header is ignored."""
     api_token: str | None = None
-    """Bearer token that call requests must carry; None: no token needed."""
+    """Bearer token that call requests, /ice-config and hang-ups must carry; None: none."""
+    auth_failures: RateLimit = AUTH_FAILURES
+    """Failed token attempts per client address before they are answered 429."""
     max_clients: int = 10_000
-    """Most client addresses the rate limiter remembers at once."""
+    """Most client addresses each rate limiter remembers at once."""
 
 
 class CallGate:
-    """Applies an AccessPolicy to incoming call requests."""
+    """Applies an AccessPolicy to incoming requests."""
 
     def __init__(self, policy: AccessPolicy, metrics: AgentMetrics) -> None:
         self.policy = policy
         self.metrics = metrics
-        self.limiter = (
-            RateLimiter(policy.rate_limit, policy.max_clients) if policy.rate_limit else None
-        )
+        self.calls = _limiter(policy.rate_limit, policy.max_clients)
+        self.ice = _limiter(policy.rate_limit, policy.max_clients)
+        self.failures = RateLimiter(policy.auth_failures, policy.max_clients)
 
-    def admit(self, request: web.Request) -> None:
-        """Return when the request may go on; ClientError 429 or 401 otherwise."""
-        if self.limiter is not None:
-            client = client_address(request, self.policy.trusted_proxies)
-            wait_s = self.limiter.take(client)
-            if wait_s > 0:
-                self.metrics.rejected.labels(reason="rate_limited").inc()
-                err = ClientError(
-                    429, "rate_limited", "too many call requests from this address; slow down"
-                )
-                err.headers["Retry-After"] = str(retry_after_s(wait_s))
-                raise err
+    def client(self, request: web.Request) -> str:
+        """The address a request counts against (X-Forwarded-For only via trusted proxies)."""
+        return client_address(request, self.policy.trusted_proxies)
+
+    def admit(self, request: web.Request) -> str:
+        """A call request: the token, then the call rate. Returns the client's address;
+        ClientError 401 or 429 otherwise."""
+        client = self.authenticate(request)
+        self._spend(self.calls, client, "rate_limited", "too many call requests")
+        return client
+
+    def admit_ice(self, request: web.Request) -> str:
+        """An /ice-config request: the token, then the address's /ice-config rate."""
+        client = self.authenticate(request)
+        self._spend(self.ice, client, "rate_limited", "too many /ice-config requests")
+        return client
+
+    def authenticate(self, request: web.Request) -> str:
+        """Pass when no token is configured or the request carries it; 401 otherwise, 429
+        once the address has failed too often. Returns the client's address."""
+        client = self.client(request)
         try:
             check_bearer(request, self.policy.api_token)
         except ClientError:
+            self._spend(self.failures, client, "auth_failures", "too many failed token attempts")
             self.metrics.rejected.labels(reason="unauthorized").inc()
             raise
+        return client
+
+    def _spend(self, limiter: RateLimiter | None, client: str, reason: str, what: str) -> None:
+        if limiter is None:
+            return
+        wait_s = limiter.take(client)
+        if wait_s > 0:
+            self.metrics.rejected.labels(reason=reason).inc()
+            err = ClientError(429, reason, f"{what} from this address; slow down")
+            err.headers["Retry-After"] = str(retry_after_s(wait_s))
+            raise err
+
+
+def _limiter(limit: RateLimit | None, max_clients: int) -> RateLimiter | None:
+    return RateLimiter(limit, max_clients) if limit is not None else None
 
 
 GATE = web.AppKey("gate", CallGate)

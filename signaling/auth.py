@@ -1,4 +1,5 @@
-"""Optional bearer token for call creation (off unless a token is configured).
+"""Optional bearer token for call creation, hang-up and TURN credentials (off unless a token is
+configured).
 
 The token comes from the `API_TOKEN` environment variable or a file (`--api-token-file`);
 requests compare it in constant time. The call page takes it from its URL fragment
@@ -43,6 +44,6 @@ def check_bearer(request: web.Request, token: str | None) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
     ):
-        err = ClientError(401, "unauthorized", "call creation needs Authorization: Bearer <token>")
+        err = ClientError(401, "unauthorized", "this request needs Authorization: Bearer <token>")
         err.headers["WWW-Authenticate"] = 'Bearer realm="telugu-s2s"'
         raise err

@@ -1,12 +1,15 @@
 """Validation of what clients send: body size, JSON, SDP offers, speaker and emotion.
 
-Every refusal is a `ClientError` carrying the HTTP status and a JSON body; nothing a client
-sends should reach the peer connection unchecked or turn into a 500.
+Every refusal is a `ClientError` carrying the HTTP status and a JSON body whose message is
+ours: no Python exception text, and at most a short escaped prefix of what was refused.
+Nothing a client sends should reach the peer connection unchecked or turn into a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +25,17 @@ from models.controls import (
     speaker_id,
 )
 
+log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_S = 10.0
+"""Longest a client may take to send a request body (a slow sender holds a connection)."""
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of arrays and objects a JSON body may have (an offer needs 1)."""
+MAX_JSON_NUMBER_DIGITS = 32
+"""Longest number a JSON body may hold (Python refuses to convert over 4,300 digits)."""
+SHOWN_CHARS = 32
+"""How much of a refused value an error message repeats."""
 
 
 class ClientError(Exception):
@@ -45,23 +58,79 @@ class OfferRequest:
     emotion: str
 
 
-async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused with 413 when over `limit` bytes (declared or actual)."""
+def shown(value: object) -> str:
+    """A refused value as an error message may repeat it: the first SHOWN_CHARS characters,
+    escaped to ASCII, with an ellipsis when cut."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:SHOWN_CHARS]
+    return ascii(cut) + ("..." if len(text) > SHOWN_CHARS else "")
+
+
+async def read_body(
+    request: web.Request, limit: int = MAX_BODY_BYTES, timeout_s: float | None = None
+) -> bytes:
+    """The whole request body however many writes it arrives in: 413 when over `limit` bytes
+    (declared or actual), 408 when it takes longer than `timeout_s` (BODY_TIMEOUT_S)."""
+    timeout_s = BODY_TIMEOUT_S if timeout_s is None else timeout_s
     declared = request.content_length
     if declared is not None and declared > limit:
         raise ClientError(413, "body_too_large", f"request body over {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ClientError(413, "body_too_large", f"request body over {limit} bytes")
-    return body
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(limit + 1 - len(body)):
+                body += chunk
+                if len(body) > limit:
+                    raise ClientError(413, "body_too_large", f"request body over {limit} bytes")
+    except TimeoutError:
+        raise ClientError(
+            408, "body_timeout", f"request body not received within {timeout_s:g} s"
+        ) from None
+    return bytes(body)
+
+
+def _bounded_number(text: str) -> int | float:
+    if len(text.lstrip("-")) > MAX_JSON_NUMBER_DIGITS:
+        raise ClientError(
+            400, "malformed_json", f"a number has over {MAX_JSON_NUMBER_DIGITS} digits"
+        )
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _depth(value: object) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar is 0)."""
+    deepest, level = 0, [value]
+    while level:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            break
+        deepest += 1
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return deepest
+
+
+def parse_json(body: bytes) -> object:
+    """A JSON body, or 400 (not UTF-8 JSON, nested over MAX_JSON_DEPTH, a huge number)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClientError(400, "malformed_json", "body is not UTF-8 text") from None
+    too_deep = ClientError(400, "malformed_json", f"JSON nested over {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text, parse_int=_bounded_number, parse_float=_bounded_number)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:  # JSONDecodeError; the position is ours to give, not its text
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ClientError(400, "malformed_json", f"body is not valid JSON{where}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
 
 
 def parse_offer_json(body: bytes) -> OfferRequest:
     """`{"sdp", "type": "offer", "speaker"?, "emotion"?}` -> OfferRequest, or ClientError."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClientError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise ClientError(400, "malformed_json", "body must be a JSON object")
     missing = [k for k in ("sdp", "type") if k not in data]
@@ -70,7 +139,7 @@ def parse_offer_json(body: bytes) -> OfferRequest:
     if not isinstance(data["sdp"], str) or not isinstance(data["type"], str):
         raise ClientError(400, "invalid_field", "sdp and type must be strings")
     if data["type"] != "offer":
-        raise ClientError(400, "not_an_offer", f"type must be 'offer', not {data['type']!r}")
+        raise ClientError(400, "not_an_offer", f"type must be 'offer', not {shown(data['type'])}")
     check_sdp_offer(data["sdp"])
     return OfferRequest(
         sdp=data["sdp"],
@@ -91,7 +160,8 @@ def check_sdp_offer(sdp: str) -> None:
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises assorted errors on bad input
-        raise ClientError(400, "invalid_sdp", f"SDP does not parse: {exc!r}") from None
+        log.debug("offer SDP does not parse: %r", exc)
+        raise ClientError(400, "invalid_sdp", "SDP does not parse") from None
     candidates = sum(len(media.ice_candidates) for media in description.media)
     if candidates > MAX_CANDIDATES:
         raise ClientError(
@@ -118,5 +188,7 @@ def _check_control(lookup: Callable[[object], int], name: object) -> str:
     try:
         lookup(name)
     except UnknownControlError as err:
-        raise ClientError(400, f"unknown_{err.kind}", str(err), valid=err.valid) from None
+        raise ClientError(
+            400, f"unknown_{err.kind}", f"unknown {err.kind} {shown(name)}", valid=err.valid
+        ) from None
     return str(name)

@@ -33,8 +33,8 @@
   window.agentCall = agentCall;
 
   // ---- API token -------------------------------------------------------------
-  // A server started with an API token wants `Authorization: Bearer <token>` on the call
-  // request. Open the page as /#token=<token>: the fragment never reaches the server (or its
+  // A server started with an API token wants `Authorization: Bearer <token>` on calls, hang-ups
+  // and /ice-config. Open the page as /#token=<token>: the fragment never reaches the server (or its
   // logs); the page keeps the token in memory and removes it from the address bar.
   const apiToken = (() => {
     const params = new URLSearchParams(location.hash.slice(1));
@@ -219,7 +219,7 @@
 
   async function loadIceConfig() {
     try {
-      const res = await fetch('/ice-config', { cache: 'no-store' });
+      const res = await fetch('/ice-config', { cache: 'no-store', headers: authHeaders() });
       if (!res.ok) throw new Error(await errorMessage(res));
       const cfg = await res.json();
       return Array.isArray(cfg.iceServers) ? cfg.iceServers : [];
@@ -502,9 +502,15 @@
     });
   }
 
-  function deleteSession(id) {
-    if (!id) return;
-    fetch(`/v1/calls/${encodeURIComponent(id)}`, { method: 'DELETE', keepalive: true })
+  // Headers of every API request: the token, when the page was opened with one.
+  function authHeaders(extra = {}) {
+    return apiToken ? { ...extra, Authorization: `Bearer ${apiToken}` } : extra;
+  }
+
+  // Hang up by the call's resource path (its id and a per-call secret, from the answer).
+  function deleteSession(resource) {
+    if (!resource) return;
+    fetch(resource, { method: 'DELETE', keepalive: true, headers: authHeaders() })
       .catch(() => { /* the call may already be gone */ });
   }
 
@@ -525,7 +531,7 @@
     if (!call || call.ended) return;
     call.ended = true;
     if (current === call) current = null;
-    deleteSession(call.sessionId); // before stopping the mic, so the server hears the hang-up first
+    deleteSession(call.resource); // before stopping the mic, so the server hears the hang-up first
     release(call);
     meas.pending = null;
     el.audio.srcObject = null;
@@ -593,7 +599,7 @@
   async function startCall() {
     if (current) return;
     const call = {
-      pc: null, dc: null, stream: null, sessionId: null,
+      pc: null, dc: null, stream: null, sessionId: null, resource: null,
       localAnalyser: null, remoteAnalyser: null,
       poll: null, disconnectTimer: null, lastState: null,
       connected: false, ended: false,
@@ -663,18 +669,17 @@
       const body = { sdp: pc.localDescription.sdp, type: 'offer' };
       if (el.speaker.value) body.speaker = el.speaker.value;
       if (el.emotion.value) body.emotion = el.emotion.value;
-      const headers = { 'Content-Type': 'application/json' };
-      if (apiToken) headers.Authorization = `Bearer ${apiToken}`;
       const res = await fetch('/offer', {
         method: 'POST',
-        headers,
+        headers: authHeaders({ 'Content-Type': 'application/json' }),
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(await errorMessage(res));
       const answer = await res.json();
 
       call.sessionId = answer.session_id || null;
-      if (call.ended) { deleteSession(call.sessionId); return release(call); } // hung up meanwhile
+      call.resource = answer.resource || null;
+      if (call.ended) { deleteSession(call.resource); return release(call); } // hung up meanwhile
       agentCall.sessionId = call.sessionId;
       el.sessionId.textContent = call.sessionId || '–';
 

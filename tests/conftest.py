@@ -13,9 +13,10 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.responders import Responder, make_responder
 from signaling.admission import AccessPolicy
-from signaling.app import create_app
-from signaling.calls import CALLS
+from signaling.app import app_runner, create_app
+from signaling.calls import CALLS, ClientCaps
 from signaling.ice import IceConfig
+from signaling.origins import OriginPolicy
 
 
 @dataclass
@@ -34,6 +35,8 @@ async def start_agent(
     responder: Responder | None = None,
     ice: IceConfig | None = None,
     access: AccessPolicy | None = None,
+    origins: OriginPolicy | None = None,
+    caps: ClientCaps | None = None,
 ):
     app = create_app(
         responder or make_responder("parrot"),
@@ -41,8 +44,10 @@ async def start_agent(
         ice=ice,
         max_sessions=max_sessions,
         access=access,
+        origins=origins,
+        caps=caps,
     )
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    runner = app_runner(app, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -121,14 +121,55 @@ async def test_api_token_protects_call_creation(http):
         ) as r:
             assert r.status == 201
             location = r.headers["Location"]
-        # the page, its options and hang-up (by the unguessable call id) need no token
-        for path in ("/", "/v1/options", "/ice-config", "/healthz"):
+        # the page, its options and health need no token; TURN credentials and hang-up do
+        for path in ("/", "/v1/options", "/healthz"):
             async with http.get(f"{agent.url}{path}") as r:
                 assert r.status == 200, path
-        async with http.delete(f"{agent.url}{location}") as r:
+        async with http.get(f"{agent.url}/ice-config") as r:
+            assert r.status == 401 and "WWW-Authenticate" in r.headers
+        async with http.get(f"{agent.url}/ice-config", headers=auth) as r:
             assert r.status == 200
-        async with http.delete(f"{agent.url}/v1/calls/{answer['session_id']}") as r:
+        async with http.delete(f"{agent.url}{location}") as r:
+            assert r.status == 401
+        assert len(agent.sessions) == 2
+        async with http.delete(f"{agent.url}{location}", headers=auth) as r:
+            assert r.status == 200
+        async with http.delete(f"{agent.url}{answer['resource']}", headers=auth) as r:
             assert r.status == 200
         assert agent.sessions == {}
+    finally:
+        await runner.cleanup()
+
+
+async def test_failed_tokens_are_limited_apart_from_the_call_rate(http):
+    """A neighbour behind the same address guessing tokens gets 429 on its guesses; callers
+    with the token keep their own call rate."""
+    access = AccessPolicy(
+        rate_limit=RateLimit(3, 60.0, 3), api_token=TOKEN, auth_failures=RateLimit(4, 60.0, 4)
+    )
+    agent, runner = await start_agent(access=access)
+    try:
+        wrong = {"Authorization": "Bearer guess"}
+        statuses = [(await post_offer(http, agent.url, headers=wrong))[0] for _ in range(8)]
+        assert statuses == [401] * 4 + [429] * 4
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        statuses = [(await post_offer(http, agent.url, headers=auth))[0] for _ in range(4)]
+        assert statuses == [400, 400, 400, 429]  # the call rate, untouched by the guesses
+        assert await rejected(agent.url, http, "auth_failures") == 4
+        async with http.get(f"{agent.url}/ice-config", headers=wrong) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_ice_config_is_rate_limited_in_buckets_of_its_own(http):
+    agent, runner = await start_agent(access=AccessPolicy(rate_limit=RateLimit(2, 60.0, 2)))
+    try:
+        statuses = []
+        for _ in range(3):
+            async with http.get(f"{agent.url}/ice-config") as r:
+                statuses.append(r.status)
+        assert statuses == [200, 200, 429]
+        assert (await post_offer(http, agent.url))[0] == 400  # calls have their own tokens
     finally:
         await runner.cleanup()
