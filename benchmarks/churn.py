@@ -5,12 +5,12 @@ descriptors, resident memory), read from its /metrics.
 Each call speaks a short Telugu word, waits until the answer has started playing (so every
 drop lands in the middle of an answer) and then goes away in one of five ways, in turn:
 
-  hang_up     DELETE /v1/calls/{id}, then the peer closes
+  hang_up     DELETE the call's resource URL, then the peer closes
   close_peer  the peer closes (DTLS close, RTCP BYE), no DELETE
   vanish      the peer's UDP sockets close under it: no BYE, no DTLS close, no more packets;
               the agent's peer timeout ends the call
   drop_early  DELETE right after the answer SDP, before ICE has even connected
-  abandon     the offer is posted and the answer never applied; the connect timeout ends it
+  abandon     the offer is posted and the answer never applied; the establish timeout ends it
 
     python -m benchmarks.churn --warmup 100 --blocks 4 --calls 100   # spawns a parrot agent
     python -m benchmarks.churn --server-arg=--no-memory-trim         # without agent.memory
@@ -59,11 +59,18 @@ CHURN_AGENT = (
     "1",
     "--connect-timeout",
     "2",
+    "--establish-timeout",
+    "2",
     "--rate-limit",
     "off",
+    "--max-pending-per-client",
+    "0",
+    "--max-calls-per-client",
+    "0",
 )
 """The agent under churn (`telugu-s2s serve` arguments): no model in the path, short turns and
-timeouts, so that a block of 100 calls takes half a minute."""
+timeouts, so that a block of 100 calls takes half a minute; all callers share one address,
+so the per-client caps are off."""
 ANSWER_WAIT_S = 10.0
 CLOSE_WAIT_S = 5.0
 """How long a caller waits for its own peer connection to close (the agent is what is measured)."""
@@ -150,7 +157,7 @@ async def one_call(http: aiohttp.ClientSession, url: str, kind: str, pcm48: np.n
             if resp.status != 200:
                 return "refused"
             body = await resp.json()
-        hang_up = f"{url}/v1/calls/{body['session_id']}"
+        hang_up = f"{url}{body['resource']}"
         if kind == "abandon":
             return outcome
         await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))

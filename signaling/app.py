@@ -16,6 +16,8 @@ from agent.metrics import AgentMetrics
 from agent.responders import Responder
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER, EMOTIONS, SPEAKERS
 from signaling.admission import GATE, AccessPolicy, CallGate
+from signaling.aiohttp_fixes import SERVER_NAME
+from signaling.aiohttp_fixes import install as install_aiohttp_fixes
 from signaling.calls import (
     CALLS,
     CALLS_PATH,
@@ -50,7 +52,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Server": "telugu-s2s",
+    "Server": SERVER_NAME,
 }
 """On every response; `Server` replaces aiohttp's banner with its version numbers."""
 _RESOURCE_SECRET = re.compile(rf"({re.escape(CALLS_PATH)}/[^/?#\s]+/)[^/?#\s]+")
@@ -158,6 +160,7 @@ def create_app(
     trusted proxies and API token (default: none of them), `origins` the web origins besides
     the page's own that may call the API (default: none), `caps` the calls one client address
     may hold (default: ClientCaps.for_capacity(max_sessions))."""
+    install_aiohttp_fixes()
     app = web.Application(
         middlewares=[origin_check(origins or OriginPolicy()), json_errors],
         client_max_size=64 * 1024,

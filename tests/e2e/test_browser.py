@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from agent.audio import write_audio
+from signaling.admission import AccessPolicy
+from signaling.origins import OriginPolicy
+from tests.conftest import start_agent
 from tests.speech import conversation
 
 pytestmark = pytest.mark.slow
@@ -53,10 +56,31 @@ async def poll(
     return loop.time() - start
 
 
+TOKEN = "browser-test-token"
+
+
+@pytest.fixture(params=["defaults", "token_and_origins"])
+async def served(request):
+    """An agent with the defaults, or with an API token and an origin allow-list configured;
+    the page's address (with the token in its fragment when there is one)."""
+    if request.param == "defaults":
+        agent, runner = await start_agent()
+        page_url = agent.url
+    else:
+        access = AccessPolicy(api_token=TOKEN)
+        origins = OriginPolicy(("https://embed.example",))
+        agent, runner = await start_agent(access=access, origins=origins)
+        page_url = f"{agent.url}/#token={TOKEN}"
+    yield agent, page_url
+    await runner.cleanup()
+
+
 async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
-    agent, artifacts, tmp_path
+    served, artifacts, tmp_path
 ):
     from playwright.async_api import async_playwright
+
+    agent, page_url = served
 
     clip = tmp_path / "telugu.wav"
     write_audio(clip, conversation([0.5, "greeting", 3.5, "weather", 3.5], RATE), RATE)
@@ -78,7 +102,7 @@ async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
                 lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
             )
 
-            await page.goto(agent.url)
+            await page.goto(page_url)
             # the options have loaded: the voice list is filled
             await page.wait_for_function("document.querySelectorAll('#speaker option').length > 0")
             assert await page.locator("#status").get_attribute("data-state") == "idle"

@@ -119,7 +119,7 @@ async def test_whip_call_with_delete_hang_up(agent, greeting):
             location = resp.headers["Location"]
             await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
         await wait_until(lambda: pc.connectionState == "connected", 5)
-        session = agent.sessions[location.rsplit("/", 1)[-1]]
+        session = agent.sessions[location.split("/")[-2]]  # /v1/calls/{id}/{secret}
         assert session.options.speaker == "female_2"
         async with http.delete(f"{agent.url}{location}") as resp:
             assert resp.status == 200

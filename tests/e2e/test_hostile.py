@@ -40,6 +40,7 @@ class Peer:
         self.channel = self.pc.createDataChannel(EVENTS_LABEL)
         self.channel.on("message", lambda m: self.events.append(json.loads(m)))
         self.pc.addTrack(FileTrack(pcm48))
+        self.resource = ""
 
     def kinds(self) -> list[str]:
         return [e["type"] for e in self.events]
@@ -53,6 +54,7 @@ class Peer:
             assert r.status == 200, await r.text()
             body = await r.json()
         await self.pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "answer"))
+        self.resource = body["resource"]
         return body["session_id"]
 
 
@@ -117,7 +119,7 @@ async def test_junk_on_the_data_channel_is_ignored_and_the_call_goes_on(agent, g
         assert not session.closed.is_set() and session.pc.connectionState == "connected"
         assert peer.kinds().count("session") == 1
         assert extra.readyState == "closed"  # the agent refuses channels it does not use
-        async with http.delete(f"{agent.url}/v1/calls/{session_id}") as r:
+        async with http.delete(f"{agent.url}{peer.resource}") as r:
             assert r.status == 200
     await peer.pc.close()
     await wait_until(lambda: not agent_threads(), 5)
@@ -171,5 +173,30 @@ async def test_offer_flood_leaves_a_concurrent_call_unaffected(greeting, rate_li
         async with aiohttp.ClientSession() as http, http.get(f"{agent.url}/healthz") as r:
             assert r.status == 200
         await wait_until(lambda: not agent.sessions, 5)
+    finally:
+        await runner.cleanup()
+
+
+async def test_offers_that_never_connect_from_two_addresses_leave_a_caller_able_to_call(greeting):
+    """The squatting seen from outside: two addresses post real offers within the default rate
+    limit and never complete ICE; a third caller still gets through and is answered."""
+    agent, runner = await start_agent(access=AccessPolicy(rate_limit=RateLimit(20, 60.0, 20)))
+    try:
+        statuses: list[int] = []
+        for address in ("127.0.0.2", "127.0.0.3"):
+            connector = aiohttp.TCPConnector(local_addr=(address, 0))
+            async with aiohttp.ClientSession(connector=connector) as flood:
+                for _ in range(12):
+                    squatter = RTCPeerConnection()
+                    squatter.addTransceiver("audio")
+                    await squatter.setLocalDescription(await squatter.createOffer())
+                    body = {"sdp": squatter.localDescription.sdp, "type": "offer"}
+                    async with flood.post(f"{agent.url}/offer", json=body) as r:
+                        statuses.append(r.status)
+                    await squatter.close()
+        assert statuses.count(200) <= 4 and set(statuses) <= {200, 429}, statuses
+        report, _ = await call(agent.url, greeting)
+        assert report.answered == 1
+        await wait_until(lambda: not agent.sessions, 15)  # the squatted slots came back
     finally:
         await runner.cleanup()

@@ -110,7 +110,7 @@ async def test_chromium_relay_only_call(
             agent_pair = asyncio.create_task(agent_side_pair(turn_agent))
             await page.click("#call")
             await page.wait_for_function(
-                "window.agentCall.events.some((e) => e.type === 'response_started')",
+                "() => window.agentCall.events.some((e) => e.type === 'response_started')",
                 timeout=30_000,
             )
             pair = await page.evaluate(SELECTED_PAIR_JS)

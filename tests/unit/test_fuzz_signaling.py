@@ -167,3 +167,64 @@ def test_fuzz_mutated_real_offers(served, real_offer, edits, endpoint):
         headers = {"Content-Type": "application/sdp"}
         status = served.request("POST", "/v1/calls", data=sdp.encode(), headers=headers)
     assert ok(status)
+
+
+@settings(FUZZ, max_examples=40)
+@given(
+    path=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="?#"),
+        min_size=1,
+        max_size=2000,
+    ),
+    prefix=st.sampled_from(["/static/", "/", "/v1/calls/", "/v1/calls/x/"]),
+    method=st.sampled_from(["GET", "DELETE", "POST", "OPTIONS"]),
+)
+def test_fuzz_long_and_odd_paths(served, path, prefix, method):
+    from urllib.parse import quote
+
+    assert ok(served.request(method, prefix + quote(path, safe="/")))
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    depth=st.integers(min_value=1, max_value=30_000),
+    digits=st.integers(min_value=1, max_value=6000),
+    shape=st.sampled_from(["array", "object", "number", "offer_field"]),
+)
+def test_fuzz_deep_json_and_huge_numbers(served, depth, digits, shape):
+    number = "9" * digits
+    if shape == "array":
+        body = "[" * depth + number + "]" * depth
+    elif shape == "object":
+        body = '{"a":' * depth + number + "}" * depth
+    elif shape == "number":
+        body = number
+    else:
+        body = '{"sdp": "v=0", "type": "offer", "speaker": ' + "[" * depth + "]" * depth + "}"
+    headers = {"Content-Type": "application/json"}
+    assert ok(served.request("POST", "/offer", data=body.encode(), headers=headers))
+
+
+@settings(FUZZ, max_examples=20)
+@given(
+    split=st.floats(min_value=0.0, max_value=1.0),
+    pause_ms=st.integers(min_value=0, max_value=30),
+    endpoint=st.sampled_from(["offer", "whip"]),
+)
+def test_fuzz_bodies_split_across_writes(served, real_offer, split, pause_ms, endpoint):
+    """A real offer whose body arrives in two writes, split anywhere: always answered."""
+    from tests.unit.test_hostile_http import raw_request, request_head
+
+    sdp = "\r\n".join(real_offer) + "\r\n"
+    if endpoint == "offer":
+        path, kind, body = "/offer", "application/json", json.dumps({"sdp": sdp, "type": "offer"})
+    else:
+        path, kind, body = "/v1/calls", "application/sdp", sdp
+    data = body.encode()
+    head = request_head("POST", path, kind, len(data))
+    status, _, payload = served.run(
+        raw_request(served.agent.url, head, data, int(split * len(data)), pause_ms / 1000)
+    )
+    for session in list(served.agent.sessions.values()):
+        served.run(session.close("fuzz"))
+    assert status in (200, 201), payload[:200]

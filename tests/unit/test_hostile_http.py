@@ -321,3 +321,25 @@ async def test_per_client_caps_can_be_lifted(http):
             assert r.status == 503
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: \x01" + b"<echo>" * 500 + b"\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+async def test_malformed_http_gets_a_short_4xx_of_ours_and_one_log_line(agent, raw, caplog):
+    caplog.set_level(logging.DEBUG)
+    host, port = agent.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), head
+    assert b"Server: telugu-s2s" in head and b"aiohttp" not in head
+    assert json.loads(body)["error"] == "bad_request" and len(body) < 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
