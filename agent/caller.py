@@ -399,13 +399,14 @@ async def _converse(
     settle_s: float,
     max_wait_s: float,
 ) -> None:
-    """Wait until the file has been sent and the agent has finished answering."""
+    """Wait until the file has been sent and the agent has finished answering every turn it
+    heard (a slow agent's answer may start long after the file ended: up to max_wait_s)."""
     await track.done.wait()
     ended = time.monotonic()
     while time.monotonic() < ended + max_wait_s:
         await asyncio.sleep(0.1)
         kinds = [e.get("type") for _, e in events]
-        answering = kinds.count("response_started") > kinds.count("response_done")
+        answering = kinds.count("speech_started") > kinds.count("response_done")
         quiet_s = time.monotonic() - max(recorder.last_loud, ended)
         if not answering and quiet_s >= settle_s:
             return

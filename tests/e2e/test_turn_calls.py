@@ -14,7 +14,9 @@ import pytest_asyncio
 from agent.audio import WIRE_RATE, write_audio
 from agent.caller import call, fetch_ice_servers
 from agent.icepair import selected_pair
+from signaling.admission import AccessPolicy
 from signaling.ice import IceConfig
+from signaling.origins import OriginPolicy
 from tests.conftest import RunningAgent, start_agent
 from tests.e2e.test_browser import CHROMIUM, chromium_args
 from tests.speech import conversation
@@ -144,3 +146,26 @@ async def test_aiortc_caller_relay_only_call(coturn: Coturn, turn_agent: Running
     assert seen_by_agent is not None
     assert seen_by_agent["remote"]["type"] == "relay", seen_by_agent
     assert in_relay_range(coturn, seen_by_agent["remote"]["address"]), seen_by_agent
+
+
+async def test_relay_call_with_a_token_and_an_origin_allow_list(coturn: Coturn) -> None:
+    """With a token configured the TURN credentials need it too, and a relay call made with
+    it still connects and is answered."""
+    settings = TurnSettings(urls=(turn_url(coturn, "udp"),), secret=SECRET, ttl_s=600)
+    agent, runner = await start_agent(
+        ice=IceConfig(turn=settings),
+        access=AccessPolicy(api_token="relay-token"),
+        origins=OriginPolicy(("https://embed.example",)),
+    )
+    try:
+        with pytest.raises(Exception, match="401"):
+            await fetch_ice_servers(agent.url)
+        servers = await fetch_ice_servers(agent.url, "relay-token")
+        speech = conversation([0.3, "greeting", 0.5], WIRE_RATE)
+        report, _ = await call(
+            agent.url, speech, ice_servers=servers, relay_only=True, token="relay-token"
+        )
+        assert report.answered == 1, report.to_json()
+        assert report.ice_pair is not None and report.ice_pair["local"]["type"] == "relay"
+    finally:
+        await runner.cleanup()
