@@ -26,16 +26,16 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from agent.aiortc_fixes.icefix import install as install_ice_fix
+from agent.aiortc_fixes.opus_send import opus_negotiated, use_speech_encoder
+from agent.aiortc_fixes.peerclose import close_peer
+from agent.aiortc_fixes.receive import concealment, install_receive_buffer
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.config import JitterMode
 from agent.continuity import Continuity, answer_continuity
 from agent.events import EVENTS_LABEL
-from agent.icefix import install as install_ice_fix
 from agent.icepair import selected_pair
 from agent.impairment import ImpairedLink, LinkProfile
-from agent.opus_send import opus_negotiated, use_speech_encoder
-from agent.peerclose import close_peer
-from agent.receive import concealment, install_receive_buffer
 
 install_ice_fix()
 
