@@ -419,7 +419,7 @@ def _add_call(p: argparse.ArgumentParser) -> None:
 
 def _call(args: argparse.Namespace) -> int:
     from agent.audio import WIRE_RATE, read_audio, write_audio
-    from agent.caller import call, fetch_ice_servers
+    from agent.caller.caller import call, fetch_ice_servers
     from signaling.auth import load_token
 
     pcm = read_audio(args.audio, WIRE_RATE)

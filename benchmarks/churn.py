@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.aiortc_fixes.peerclose import close_peer
 from agent.audio import WIRE_RATE
-from agent.caller import FileTrack
+from agent.caller.caller import FileTrack
 from agent.events import EVENTS_LABEL
 from agent.memory import TRIM_DELAY_S
 from benchmarks.latency import free_port, spawn_agent

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from agent.audio import WIRE_RATE
-from agent.caller import CallReport, call, fetch_ice_servers
+from agent.caller.caller import CallReport, call, fetch_ice_servers
 from agent.config import JitterMode
 from models.data.espeak import synthesize
 from turn.coturn import CoturnConfig

@@ -11,7 +11,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.audio import WIRE_RATE
-from agent.caller import FileTrack, call, speech_segments
+from agent.caller.caller import FileTrack, call, speech_segments
 from agent.config import AgentConfig
 from tests.conftest import start_agent
 from tests.speech import conversation, envelope_similarity

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agent.audio import MODEL_RATE, WIRE_RATE, resample
-from agent.caller import LOUD, call
+from agent.caller.caller import LOUD, call
 from agent.responders.s2s import MAX_ANSWER_S, S2SResponder
 from models.data.bank import INTENTS
 from models.data.synth import PERSONAS, hold_out, render_answer, render_user

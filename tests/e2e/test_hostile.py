@@ -14,7 +14,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.audio import WIRE_RATE
-from agent.caller import FileTrack, call
+from agent.caller.caller import FileTrack, call
 from agent.events import EVENTS_LABEL
 from signaling.admission import AccessPolicy
 from signaling.clientip import parse_networks

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from agent.audio import WIRE_RATE
-from agent.caller import call
+from agent.caller.caller import call
 from agent.responders.codec import CodecResponder
 from agent.responders.s2s import S2SResponder
 from models.config import DEMO

@@ -13,7 +13,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.audio import WIRE_RATE
-from agent.caller import FileTrack
+from agent.caller.caller import FileTrack
 from tests.e2e.test_calls import wait_until
 
 pytestmark = pytest.mark.slow

@@ -31,11 +31,11 @@ from agent.aiortc_fixes.opus_send import opus_negotiated, use_speech_encoder
 from agent.aiortc_fixes.peerclose import close_peer
 from agent.aiortc_fixes.receive import concealment, install_receive_buffer
 from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
+from agent.caller.continuity import Continuity, answer_continuity
+from agent.caller.icepair import selected_pair
+from agent.caller.impairment import ImpairedLink, LinkProfile
 from agent.config import JitterMode
-from agent.continuity import Continuity, answer_continuity
 from agent.events import EVENTS_LABEL
-from agent.icepair import selected_pair
-from agent.impairment import ImpairedLink, LinkProfile
 
 install_ice_fix()
 
@@ -261,7 +261,7 @@ async def call(
 
     `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
     (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
-    `Authorization: Bearer`. `link` impairs the path both ways (agent/impairment.py);
+    `Authorization: Bearer`. `link` impairs the path both ways (agent/caller/impairment.py);
     `opus_fec` makes the caller send speech-tuned Opus with in-band FEC, as a browser does
     when the answer asks for it."""
     if relay_only and ice_servers is None:
