@@ -180,7 +180,8 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-memory-trim",
         action="store_true",
-        help="keep freed memory in the C heap after calls (for comparison; see agent.memory)",
+        help="keep freed memory in the C heap after calls (for comparison; see "
+        "agent.process.memory)",
     )
     p.add_argument(
         "--ice-server",

@@ -60,6 +60,6 @@ class AgentConfig:
     connect_timeout_s: float = 20.0
     """A call whose first audio has not arrived this long after the answer is over."""
     trim_memory: bool = True
-    """Give the C heap's free pages back to the system after calls end (agent.memory)."""
+    """Give the C heap's free pages back to the system after calls end (agent.process.memory)."""
     answer_buffer_s: float = 10.0
     """At most this much generated answer audio waits for the wire (bounded queue)."""

@@ -41,8 +41,8 @@ from agent.aiortc_fixes.rtp_probe import FirstPacketProbe
 from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
-from agent.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
 from agent.outbound import AnswerTrack
+from agent.process.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
 from agent.responders import CallOptions, Responder, UserTurn
 from agent.turns import TurnDetector, TurnEvent, TurnEventKind
 from agent.vad import WINDOW, SileroVAD

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agent.config import AgentConfig, TurnConfig
-from agent.metrics import AgentMetrics
+from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, make_responder
 from agent.responders.s2s import S2SResponder
 from models.config import DEMO
