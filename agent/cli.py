@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 
-from agent.config import AgentConfig, TurnConfig
+from agent.config import AgentConfig
+from models.speech.turns import TurnConfig
 
 DEFAULT_TURNS = TurnConfig()
 DEFAULT_AGENT = AgentConfig()
@@ -419,8 +420,9 @@ def _add_call(p: argparse.ArgumentParser) -> None:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from agent.audio import WIRE_RATE, read_audio, write_audio
     from agent.caller.caller import call, fetch_ice_servers
+    from agent.wire import WIRE_RATE
+    from models.speech.audio import read_audio, write_audio
     from signaling.auth import load_token
 
     pcm = read_audio(args.audio, WIRE_RATE)

@@ -40,10 +40,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.aiortc_fixes.peerclose import close_peer
-from agent.audio import WIRE_RATE
 from agent.caller.caller import FileTrack
 from agent.events import EVENTS_LABEL
 from agent.process.memory import TRIM_DELAY_S
+from agent.wire import WIRE_RATE
 from benchmarks.latency import free_port, spawn_agent
 
 log = logging.getLogger(__name__)

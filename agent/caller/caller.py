@@ -30,12 +30,13 @@ from agent.aiortc_fixes.icefix import install as install_ice_fix
 from agent.aiortc_fixes.opus_send import opus_negotiated, use_speech_encoder
 from agent.aiortc_fixes.peerclose import close_peer
 from agent.aiortc_fixes.receive import concealment, install_receive_buffer
-from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
 from agent.caller.continuity import Continuity, answer_continuity
 from agent.caller.icepair import selected_pair
 from agent.caller.impairment import ImpairedLink, LinkProfile
 from agent.config import JitterMode
 from agent.events import EVENTS_LABEL
+from agent.wire import WIRE_FRAME, WIRE_RATE, frame_to_mono
+from models.speech.audio import frame_from_pcm
 
 install_ice_fix()
 

@@ -46,12 +46,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from agent.audio import read_audio
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
 from models.loading import Models, load
 from models.s2s.decoder import SAMPLE_GUIDANCE, SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.speaker import SpeakerEncoder, mel_spectrogram
+from models.speech.audio import read_audio
 from models.train.common import autocast, select_device
 from models.train.s2s import SILENCE_S, collate, forward, make_examples, silence_codes
 from models.train.tokens import encode_entries, pad_to_steps

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from agent.audio import write_audio
+from models.speech.audio import write_audio
 from tests.speech import conversation
 
 pytestmark = pytest.mark.slow

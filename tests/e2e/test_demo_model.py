@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from agent.audio import MODEL_RATE, WIRE_RATE, resample
 from agent.caller.caller import LOUD, call
 from agent.responders.s2s import MAX_ANSWER_S, S2SResponder
+from agent.wire import WIRE_RATE
 from models.data.bank import INTENTS
 from models.data.synth import PERSONAS, hold_out, render_answer, render_user
 from models.loading import DEMO_CHECKPOINT, load
 from models.speaker import SpeakerEncoder
+from models.speech.audio import MODEL_RATE, resample
 from tests.conftest import start_agent
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.audio import WIRE_RATE
 from agent.caller.caller import call, speech_segments
 from agent.caller.impairment import PROFILES, ImpairmentUnavailable
 from agent.config import AgentConfig
+from agent.wire import WIRE_RATE
 from signaling.app import METRICS
 from tests.conftest import start_agent
 from tests.speech import conversation, envelope_similarity

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.audio import WIRE_RATE
 from agent.caller.caller import call
 from agent.responders.codec import CodecResponder
 from agent.responders.s2s import S2SResponder
+from agent.wire import WIRE_RATE
 from models.config import DEMO
 from models.loading import build
 from tests.conftest import start_agent

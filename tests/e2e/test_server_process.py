@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.audio import WIRE_RATE
 from agent.caller.caller import FileTrack
+from agent.wire import WIRE_RATE
 from tests.e2e.test_calls import wait_until
 
 pytestmark = pytest.mark.slow

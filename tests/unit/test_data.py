@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.audio import write_audio
 from models.controls import EMOTIONS, SPEAKERS
 from models.data.bank import INTENTS, OPENERS
 from models.data.commands import add_data_commands
@@ -40,6 +39,7 @@ from models.data.synth import (
     speech_level_db,
     synthesize_corpus,
 )
+from models.speech.audio import write_audio
 
 TELUGU = re.compile(r"[\u0C00-\u0C7F]")
 RATE = 16_000

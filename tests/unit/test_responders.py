@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agent.config import AgentConfig, TurnConfig
+from agent.config import AgentConfig
 from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, make_responder
 from agent.responders.s2s import S2SResponder
@@ -11,6 +11,7 @@ from models.config import DEMO
 from models.controls import emotion_id, speaker_id
 from models.eval.eot import eot_probabilities
 from models.loading import build
+from models.speech.turns import TurnConfig
 from signaling.calls import CallManager
 from signaling.ice import IceConfig
 

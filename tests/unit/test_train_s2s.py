@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from agent.audio import read_audio, write_audio
-from agent.config import TurnConfig
 from models.checkpoints import load_extra, save_checkpoint
 from models.codec import TeluCodec
 from models.config import DEMO
@@ -37,6 +35,8 @@ from models.eval.s2s import dtw_distance, evaluate_s2s
 from models.loading import build, load
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.encoder import StreamingEncoder
+from models.speech.audio import read_audio, write_audio
+from models.speech.turns import TurnConfig
 from models.train import tokens
 from models.train.s2s import (
     Example,
