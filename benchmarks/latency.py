@@ -97,7 +97,7 @@ def spawn_agent(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "signaling.cli",
             "serve",
             "--host",
             "127.0.0.1",

@@ -186,7 +186,7 @@ async def test_vanished_peer_is_cleaned_up_within_5_s(agent, greeting, tmp_path)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "signaling.cli",
         "call",
         agent.url,
         "--audio",

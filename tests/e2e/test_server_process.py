@@ -32,7 +32,7 @@ async def test_signal_stops_the_server_and_hangs_up_its_calls(signum):
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "signaling.cli",
         "serve",
         "--host",
         "127.0.0.1",

@@ -424,8 +424,8 @@ def test_s2s_evaluation_reports_every_accuracy(trained) -> None:
 
 
 def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_path: Path) -> None:
-    from agent.cli import main
     from models.eval.codec import evaluate_codec
+    from signaling.cli import main
 
     out, metrics = trained
     manifest = out.parent / "manifest.jsonl"
