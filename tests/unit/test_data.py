@@ -46,7 +46,7 @@ RATE = 16_000
 
 
 def cli(*argv: str) -> int:
-    """Run `data ...` through a parser built the way signaling/cli.py builds its commands."""
+    """Run `data ...` through a parser built the way models/cli.py builds its commands."""
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
     add_data_commands(commands.add_parser("data").add_subparsers(dest="action", required=True))
