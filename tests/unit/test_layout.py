@@ -1,9 +1,11 @@
-"""The tree keeps its layers: signaling -> agent -> models, each importing only downward, and
-turn/ standing apart (signaling and agent may use it; it uses none of them)."""
+"""The tree is what docs/architecture.md says: layers signaling -> agent -> models, each
+importing only downward, turn/ standing apart (signaling and agent may use it; it uses none of
+them), and every file the map names where it says."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,41 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path: Pat
         "models/data/probe.py:6 imports signaling.app",
         "models/data/probe.py:7 imports agent.session",
     ]
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+TOP = "agent|models|signaling|turn|static|benchmarks|tests|docs"
+PATH = re.compile(rf"(?<![\w./-])(?:{TOP})/[\w./-]*[\w/]|(?<![\w./-])(?:{TOP})/")
+FILE_NAME = re.compile(r"(?<![\w./-])[\w-]+\.(?:py|js|html|css|md)\b")
+
+
+def named_paths(markdown: str) -> set[str]:
+    """The paths a document names: every `room/...` path, and in its code blocks the bare
+    file names of an entry (a line that starts with a path, and the indented lines after
+    it), which live in that entry's folder."""
+    names = set(PATH.findall(markdown))
+    for block in re.findall(r"```\n(.*?)```", markdown, re.S):
+        folder = None
+        for line in block.splitlines():
+            if line and not line[0].isspace():
+                head = PATH.match(line)
+                folder = None
+                if head:
+                    path = head.group()
+                    folder = path if path.endswith("/") else path.rsplit("/", 1)[0] + "/"
+            if folder is not None:
+                names |= {folder + name for name in FILE_NAME.findall(line)}
+    return names
+
+
+def test_the_architecture_map_names_only_files_that_exist() -> None:
+    names = named_paths(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert {"agent/session.py", "agent/aiortc_fixes/opus_codec.py", "turn/cli.py"} <= names
+    assert sorted(n for n in names if not (ROOT / n).exists()) == []
+
+
+def test_the_agents_top_level_holds_only_the_call_path_the_map_lists() -> None:
+    """A module added to agent/ itself must be placed in the map's call path or its rooms."""
+    named = named_paths(ARCHITECTURE.read_text(encoding="utf-8"))
+    modules = {f"agent/{p.name}" for p in (ROOT / "agent").glob("*.py") if p.stem != "__init__"}
+    assert sorted(modules - named) == []
