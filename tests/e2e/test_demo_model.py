@@ -101,6 +101,7 @@ def offline_answer(models: Models, pcm: np.ndarray, speaker: str, seed: int) -> 
     raise AssertionError("the turn never ended")
 
 
+@pytest.mark.timeout(480)  # four answers of up to 8 s: slower than real time on a busy machine
 @pytest.mark.parametrize("speaker", ["male_2", "female_2"])
 def test_demo_model_answers_end_by_themselves_in_the_requested_voice_over_seeds(
     speaker, demo, speaker_encoder, voices, held_out_greeting
