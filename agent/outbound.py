@@ -17,7 +17,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm
+from agent.wire import WIRE_FRAME, WIRE_RATE
+from models.speech.audio import frame_from_pcm
 
 FRAME_S = WIRE_FRAME / WIRE_RATE
 TIME_BASE = fractions.Fraction(1, WIRE_RATE)

@@ -33,19 +33,20 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.audio import MODEL_RATE, WIRE_RATE, Resampler, Windower
+from agent.aiortc_fixes.icefix import install as install_ice_fix
+from agent.aiortc_fixes.opus_send import offer_fec, opus_negotiated, use_speech_encoder
+from agent.aiortc_fixes.peerclose import close_peer
+from agent.aiortc_fixes.receive import concealment, install_receive_buffer
+from agent.aiortc_fixes.rtp_probe import FirstPacketProbe
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
-from agent.icefix import install as install_ice_fix
-from agent.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
-from agent.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.outbound import AnswerTrack
-from agent.peerclose import close_peer
-from agent.receive import concealment, install_receive_buffer
+from agent.process.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
 from agent.responders import CallOptions, Responder, UserTurn
-from agent.rtp_probe import FirstPacketProbe
-from agent.turns import TurnDetector, TurnEvent, TurnEventKind
-from agent.vad import WINDOW, SileroVAD
+from agent.wire import WIRE_RATE
+from models.speech.audio import MODEL_RATE, Resampler, Windower
+from models.speech.turns import TurnDetector, TurnEvent, TurnEventKind
+from models.speech.vad import WINDOW, SileroVAD
 
 install_ice_fix()
 

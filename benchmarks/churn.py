@@ -13,7 +13,7 @@ drop lands in the middle of an answer) and then goes away in one of five ways, i
   abandon     the offer is posted and the answer never applied; the establish timeout ends it
 
     python -m benchmarks.churn --warmup 100 --blocks 4 --calls 100   # spawns a parrot agent
-    python -m benchmarks.churn --server-arg=--no-memory-trim         # without agent.memory
+    python -m benchmarks.churn --server-arg=--no-memory-trim         # without agent.process.memory
     python -m benchmarks.churn --url http://127.0.0.1:8080          # an agent already running
 
 It prints the agent's resources after the warm-up and after each block, then one JSON line.
@@ -39,11 +39,11 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.audio import WIRE_RATE
-from agent.caller import FileTrack
+from agent.aiortc_fixes.peerclose import close_peer
+from agent.caller.caller import FileTrack
 from agent.events import EVENTS_LABEL
-from agent.memory import TRIM_DELAY_S
-from agent.peerclose import close_peer
+from agent.process.memory import TRIM_DELAY_S
+from agent.wire import WIRE_RATE
 from benchmarks.latency import free_port, spawn_agent
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ async def churn(
 
 async def settled(url: str, limit_s: float = 5.0) -> Resources:
     """The agent's resources once its calls' worker threads have exited (or after limit_s)
-    and the memory trim that follows the last call (agent.memory) has run."""
+    and the memory trim that follows the last call (agent.process.memory) has run."""
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
         await _poll(lambda: Resources.of(http, url), lambda r: r.call_threads == 0, limit_s)
         await asyncio.sleep(TRIM_DELAY_S + 1.0)

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from agent.audio import WIRE_RATE
-from agent.caller import CallReport, call, fetch_ice_servers
+from agent.caller.caller import CallReport, call, fetch_ice_servers
 from agent.config import JitterMode
+from agent.wire import WIRE_RATE
 from models.data.espeak import synthesize
 from turn.coturn import CoturnConfig
 from turn.server import Coturn, free_range
@@ -97,7 +97,7 @@ def spawn_agent(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "signaling.cli",
             "serve",
             "--host",
             "127.0.0.1",

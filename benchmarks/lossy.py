@@ -1,7 +1,7 @@
 """Voice-to-voice and answer continuity over impaired, phone-like links.
 
 Spawns one parrot agent, then for each link condition makes one call of N Telugu turns
-through the caller's userspace impairment stage (agent/impairment.py: delay, jitter,
+through the caller's userspace impairment stage (agent/caller/impairment.py: delay, jitter,
 reordering and loss on every media packet, both directions) and prints p50/p95 of
 voice-to-voice and of each answer's continuity (longest stall, audio missing, frames
 rebuilt), with the frames each side concealed. Ends with one JSON line.
@@ -26,9 +26,9 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.caller import call
+from agent.caller.caller import call
+from agent.caller.impairment import PROFILES, LinkProfile
 from agent.config import JitterMode
-from agent.impairment import PROFILES, LinkProfile
 from benchmarks.latency import conversation, free_port, percentile, spawn_agent
 
 CONCEALED = re.compile(r'^telugu_s2s_concealed_frames_total\{how="(\w+)"\} ([0-9.e+]+)$', re.M)

@@ -27,17 +27,20 @@ import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
 import torch  # noqa: E402
 
 from models.config import preset  # noqa: E402
 from models.loading import Models, build  # noqa: E402
-from models.s2s.decoder import SAMPLE_GUIDANCE  # noqa: E402
+from models.s2s.sampling import ANSWERS, GREEDY  # noqa: E402
 from models.speaker import SpeakerEncoder  # noqa: E402
 from models.speed import compile_module, quantize_int8, to_dtype  # noqa: E402
 
 CHUNK_MS = 20
+GUIDED_GREEDY = replace(GREEDY, guidance=ANSWERS.guidance)
+"""The agent's decoder compute per step (two passes, for guidance), without random draws."""
 
 
 def clock(device: torch.device) -> float:
@@ -132,12 +135,7 @@ def run(args: argparse.Namespace) -> dict:
             previous = start
             cstate = None
             steps = models.decoder.generate_stream(
-                memory,
-                speaker,
-                emotion,
-                temperature=0.0,
-                max_steps=answer_steps,
-                guidance=SAMPLE_GUIDANCE,
+                memory, speaker, emotion, GUIDED_GREEDY, max_steps=answer_steps
             )
             for i, step_codes in enumerate(steps):
                 now = clock(device)
@@ -169,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         cstate = None
         produced = 0
         for step_codes in models.decoder.generate_stream(
-            mem, speaker, emotion, temperature=0.0, max_steps=answer, guidance=SAMPLE_GUIDANCE
+            mem, speaker, emotion, GUIDED_GREEDY, max_steps=answer
         ):
             _, cstate = models.codec.decode_stream(step_codes, cstate)
             produced += 1

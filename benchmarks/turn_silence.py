@@ -1,7 +1,7 @@
 """Choose the end-of-turn detector's `min_silence_ms` by measurement.
 
 The agent decides that the user has finished speaking when Silero VAD has heard
-`min_silence_ms` of silence after speech (agent/turns.py). That wait is paid on every turn:
+`min_silence_ms` of silence after speech (models/speech/turns.py). That wait is paid on every turn:
 the answer cannot start before it has passed, so a shorter wait means a sooner answer. But
 people pause inside a turn too, between clauses, on a comma, on a hesitation ("అంటే...",
 "ఆ..."), and a wait shorter than those pauses cuts the turn in half: the agent answers the
@@ -38,11 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.audio import MODEL_RATE
-from agent.config import TurnConfig
-from agent.turns import TurnDetector, TurnEventKind
-from agent.vad import WINDOW, WINDOW_MS, SileroVAD
 from models.data.espeak import synthesize
+from models.speech.audio import MODEL_RATE
+from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
+from models.speech.vad import WINDOW, WINDOW_MS, SileroVAD
 
 DEFAULT_CANDIDATES = (160, 224, 320, 416, 480, 576, 704, 800)
 SPEECH_DBFS = -40.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from agent.metrics import AgentMetrics
+from agent.process.metrics import AgentMetrics
 from signaling.auth import check_bearer
 from signaling.clientip import IpNetwork, client_address
 from signaling.guards import ClientError

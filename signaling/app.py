@@ -12,7 +12,7 @@ from aiohttp.web_log import AccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.config import AgentConfig
-from agent.metrics import AgentMetrics
+from agent.process.metrics import AgentMetrics
 from agent.responders import Responder
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER, EMOTIONS, SPEAKERS
 from signaling.admission import GATE, AccessPolicy, CallGate

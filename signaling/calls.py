@@ -18,8 +18,8 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from agent.config import AgentConfig
-from agent.memory import MemoryTrimmer
-from agent.metrics import AgentMetrics
+from agent.process.memory import MemoryTrimmer
+from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER

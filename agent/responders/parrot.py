@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from agent.audio import MODEL_RATE
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from models.speech.audio import MODEL_RATE
 
 CHUNK = MODEL_RATE // 50
 """Answer chunk: 20 ms, so the first frame is ready at once."""

@@ -1,7 +1,11 @@
 """The S2S responder: TeluCodec codes -> streaming Conformer encoder while the user speaks;
 at the end of the turn the GPT decoder answers in the call's speaker and emotion, and each
 decoded step is played as soon as it exists (the first audio leaves before the answer is
-complete)."""
+complete).
+
+Answers are sampled with settings fixed when the responder is built, from a random state each
+call owns (a `torch.Generator`, seeded from `seed` or fresh entropy): never torch's global
+one, which the worker threads of all calls would share."""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ from agent.responders.base import CallOptions, Responder, ResponderSession, User
 from agent.responders.codec import CodeRecorder
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
-from models.s2s.decoder import SAMPLE_GUIDANCE, SAMPLE_TEMPERATURE, SAMPLE_TOP_K
 from models.s2s.kv_cache import MemoryCache
+from models.s2s.sampling import ANSWERS, Sampling
 
 KEEP_S = 60.0
 """Encoder outputs kept for the turns to come (a turn longer than this is cut)."""
@@ -29,18 +33,17 @@ class S2SSession(ResponderSession):
         self,
         models: Models,
         options: CallOptions,
-        temperature: float,
-        top_k: int,
-        guidance: float,
+        sampling: Sampling,
+        generator: torch.Generator,
         max_answer_s: float,
     ) -> None:
         self._models = models
         self._recorder = CodeRecorder(models.codec)
         self._speaker = torch.tensor([speaker_id(options.speaker)])
         self._emotion = torch.tensor([emotion_id(options.emotion)])
-        self._temperature = temperature
-        self._top_k = top_k
-        self._guidance = guidance
+        self._sampling = sampling
+        self._generator = generator
+        """The call's own random state: its answers' draws, turn after turn."""
         self._max_steps = max(1, int(max_answer_s * 1000 / models.config.step_ms))
         self._group = models.config.frames_per_step
         self._pending = torch.zeros(models.codec.config.num_quantizers, 0, dtype=torch.long)
@@ -89,10 +92,9 @@ class S2SSession(ResponderSession):
                 memory,
                 self._speaker,
                 self._emotion,
-                temperature=self._temperature,
-                top_k=self._top_k,
+                self._sampling,
+                self._generator,
                 max_steps=self._max_steps,
-                guidance=self._guidance,
             )
             for codes in steps:
                 pcm, codec_state = self._models.codec.decode_stream(codes, codec_state)
@@ -121,7 +123,10 @@ class S2SSession(ResponderSession):
 
 
 class S2SResponder(Responder):
-    """Factory of S2SSession around one shared set of models."""
+    """Factory of S2SSession around one shared set of models.
+
+    seed: every call's answers are drawn from a generator seeded with it (the same audio gets
+    the same answers, for tests and measurements); None seeds each call from fresh entropy."""
 
     name = "s2s"
     has_eot_head = True
@@ -129,18 +134,23 @@ class S2SResponder(Responder):
     def __init__(
         self,
         models: Models,
-        temperature: float = SAMPLE_TEMPERATURE,
-        top_k: int = SAMPLE_TOP_K,
+        sampling: Sampling = ANSWERS,
         max_answer_s: float = MAX_ANSWER_S,
-        guidance: float = SAMPLE_GUIDANCE,
+        seed: int | None = None,
     ) -> None:
         self.models = models
-        self.temperature = temperature
-        self.top_k = top_k
-        self.guidance = guidance
+        self.sampling = sampling
         self.max_answer_s = max_answer_s
+        self.seed = seed
 
     def open(self, options: CallOptions) -> ResponderSession:
-        return S2SSession(
-            self.models, options, self.temperature, self.top_k, self.guidance, self.max_answer_s
-        )
+        return S2SSession(self.models, options, self.sampling, self._generator(), self.max_answer_s)
+
+    def _generator(self) -> torch.Generator:
+        """A new call's random state, on the decoder's device."""
+        generator = torch.Generator(next(self.models.decoder.parameters()).device)
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+        return generator

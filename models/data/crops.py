@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.audio import MODEL_RATE, read_audio
 from models.data.manifest import Entry
+from models.speech.audio import MODEL_RATE, read_audio
 
 
 def random_crops(

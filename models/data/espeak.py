@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from agent.audio import read_audio
+from models.speech.audio import read_audio
 
 
 def synthesize(

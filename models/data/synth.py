@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.audio import MODEL_RATE, write_audio
 from models.controls import EMOTIONS
 from models.data.bank import HESITATIONS, INTENTS, OPENERS, Intent
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
+from models.speech.audio import MODEL_RATE, write_audio
 
 RATE = MODEL_RATE
 TARGET_DB = -23.0

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.audio import read_audio
 from models.checkpoints import load_config, load_extra, load_state
 from models.codec import TeluCodec
 from models.data.manifest import read_manifest
 from models.eval.metrics import MelDistance, pesq_wb, si_sdr, stoi
+from models.speech.audio import read_audio
 from models.train.common import select_device
 
 log = logging.getLogger(__name__)

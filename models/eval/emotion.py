@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agent.audio import read_audio
 from models.controls import EMOTIONS
 from models.data.manifest import Entry, read_manifest
 from models.speaker import SAMPLE_RATE, mel_spectrogram
+from models.speech.audio import read_audio
 
 log = logging.getLogger(__name__)
 

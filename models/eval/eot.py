@@ -13,8 +13,8 @@ codec and run through the encoder. The true end of speech is the last sample abo
   computes (tests/unit/test_encoder.py), so the offline pass is used. A "false fire" is a
   step between the first and the last speech step above the threshold (the agent would have
   answered inside the turn, e.g. in a pause).
-- Silero rule, per min_silence_ms: agent.vad.SileroVAD over 32 ms windows and
-  agent.turns.TurnDetector (the agent's own rule), deciding after the window that completes
+- Silero rule, per min_silence_ms: models.speech.vad.SileroVAD over 32 ms windows and
+  models.speech.turns.TurnDetector (the agent's own rule), deciding after the window that completes
   the silence. A false fire is an end of turn decided before the end of speech.
 - agent `--eot model`, per threshold: the same TurnDetector with eot="model" (its default
   model_min_silence_ms and min_silence_ms fallback), fed with each window the head's
@@ -38,12 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.audio import read_audio
-from agent.config import TurnConfig
-from agent.turns import TurnDetector, TurnEventKind
-from agent.vad import WINDOW, SileroVAD
 from models.data.manifest import dialogue_pairs, read_manifest
 from models.loading import Models, load
+from models.speech.audio import read_audio
+from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
+from models.speech.vad import WINDOW, SileroVAD
 from models.train.common import select_device
 from models.train.tokens import pad_to_steps, speech_end
 

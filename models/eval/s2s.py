@@ -4,7 +4,7 @@ Each held-out user turn (a user entry of `split` with a paired answer) is answer
 voices, with the emotion of its reference answer: the codec encodes the turn, the encoder
 (conditioned on the requested speaker and emotion) gives the memory, the decoder generates
 (sampled as the agent samples: temperature 0.8 among the top 50, classifier-free
-guidance 3) up to twice the reference
+guidance 3, every draw from one generator seeded with `--seed`) up to twice the reference
 answer's length or to its EOS, and the codec decodes the answer. Three verdicts per answer:
 
 - answer: the answer is closer to a reference answer of the turn's intent than to the
@@ -46,12 +46,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from agent.audio import read_audio
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
 from models.loading import Models, load
-from models.s2s.decoder import SAMPLE_GUIDANCE, SAMPLE_TEMPERATURE, SAMPLE_TOP_K
+from models.s2s.sampling import ANSWERS, Sampling
 from models.speaker import SpeakerEncoder, mel_spectrogram
+from models.speech.audio import read_audio
 from models.train.common import autocast, select_device
 from models.train.s2s import SILENCE_S, collate, forward, make_examples, silence_codes
 from models.train.tokens import encode_entries, pad_to_steps
@@ -109,13 +109,13 @@ def generate_answers(
     speakers: Tensor,
     emotions: Tensor,
     max_steps: int,
-    temperature: float,
-    top_k: int | None = None,
-    guidance: float = 1.0,
+    sampling: Sampling,
+    generator: torch.Generator | None,
 ) -> tuple[list[np.ndarray], list[bool]]:
     """Answers (16 kHz) to one user turn for each (speaker, emotion) of a batch, and whether
-    each one ended with EOS before max_steps. The turn is encoded followed by silence, as in
-    training and in a call, and the memory is the encoder output of the turn's steps."""
+    each one ended with EOS before max_steps, drawn from `generator` (None: greedy only). The
+    turn is encoded followed by silence, as in training and in a call, and the memory is the
+    encoder output of the turn's steps."""
     config = models.config
     device = next(models.encoder.parameters()).device
     step_samples = models.codec.hop * config.frames_per_step
@@ -127,13 +127,7 @@ def generate_answers(
     memory = memory[:, : len(wav) // step_samples]
     steps = list(
         models.decoder.generate_stream(
-            memory,
-            speakers,
-            emotions,
-            temperature=temperature,
-            top_k=top_k,
-            max_steps=max_steps,
-            guidance=guidance,
+            memory, speakers, emotions, sampling, generator, max_steps=max_steps
         )
     )
     answer = torch.stack(steps, dim=2)  # (batch, Q, steps, G)
@@ -298,15 +292,14 @@ def evaluate_s2s(
     manifest: str | Path,
     split: str = "test",
     max_turns: int | None = 50,
-    temperature: float = SAMPLE_TEMPERATURE,
+    sampling: Sampling = ANSWERS,
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
-    top_k: int | None = SAMPLE_TOP_K,
-    guidance: float = SAMPLE_GUIDANCE,
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
-    random) user turns of `split`, each answered in every voice (see the module doc)."""
+    random) user turns of `split`, each answered in every voice (see the module doc). `seed`
+    picks the turns and seeds the one generator all answers are drawn from, in order."""
     manifest = Path(manifest)
     models = load(checkpoint, device=select_device(device))
     config = models.config
@@ -330,8 +323,8 @@ def evaluate_s2s(
     codec_voices = codec_voice_accuracy(
         render, split_answers, references, speaker_encoder, centroids
     )
-    torch.manual_seed(seed)
     device_of = next(models.encoder.parameters()).device
+    generator = torch.Generator(device_of).manual_seed(seed)
     voices = torch.arange(len(config.speakers), device=device_of)
     hits: dict[str, list[bool]] = {"answer": [], "voice": [], "emotion": []}
     voice_hits: dict[str, list[bool]] = {speaker: [] for speaker in centroids}
@@ -347,9 +340,8 @@ def evaluate_s2s(
             voices,
             torch.full_like(voices, emotion),
             max(MIN_ANSWER_STEPS, 2 * reference_steps),
-            temperature,
-            top_k,
-            guidance,
+            sampling,
+            generator,
         )
         target = intent(reference)
         emotions = classifier.predict(wavs)
@@ -381,9 +373,9 @@ def evaluate_s2s(
         "codec_voice_accuracy_by_speaker": codec_voices,
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
-        "temperature": temperature,
-        "top_k": top_k,
-        "guidance": guidance,
+        "temperature": sampling.temperature,
+        "top_k": sampling.top_k,
+        "guidance": sampling.guidance,
     }
 
 
@@ -434,19 +426,21 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument(
         "--temperature",
         type=float,
-        default=SAMPLE_TEMPERATURE,
+        default=ANSWERS.temperature,
         help="sampling temperature (the agent's by default); 0 is greedy decoding",
     )
-    p.add_argument("--top-k", type=int, default=SAMPLE_TOP_K, help="sample among the k likeliest")
+    p.add_argument("--top-k", type=int, default=ANSWERS.top_k, help="sample among the k likeliest")
     p.add_argument(
         "--guidance",
         type=float,
-        default=SAMPLE_GUIDANCE,
+        default=ANSWERS.guidance,
         help="classifier-free guidance on the voice and emotion (the agent's by default); "
         "1 is none",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="picks the turns and seeds the answers' sampling"
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_run_eval_s2s)
@@ -459,12 +453,10 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         args.data,
         args.split,
         args.max_turns,
-        args.temperature,
+        Sampling(args.temperature, args.top_k, args.guidance),
         args.device,
         args.seed,
         progress=not args.json,
-        top_k=args.top_k,
-        guidance=args.guidance,
     )
     if not args.json:
         print(format_report(result))

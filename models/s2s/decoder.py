@@ -40,17 +40,10 @@ from models.s2s.delay import (
     undo_delay,
 )
 from models.s2s.kv_cache import DecoderCache, MemoryCache
+from models.s2s.sampling import Sampling, sample
 
 MemoryKV = tuple[Tensor, Tensor, Tensor | None]
 """A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
-
-
-SAMPLE_TEMPERATURE = 0.8
-SAMPLE_TOP_K = 50
-SAMPLE_GUIDANCE = 3.0
-"""How answers are sampled in a call (agent.responders.s2s) and in `eval s2s`: greedy decoding
-of a small model trained briefly collapses into one repeated code; classifier-free guidance
-(`generate_stream`) keeps a briefly trained model to the requested voice and emotion."""
 
 
 class DecoderLayer(nn.Module):
@@ -336,37 +329,34 @@ class StreamingDecoder(nn.Module):
         memory: Tensor | MemoryCache,
         speaker: Tensor,
         emotion: Tensor,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        max_steps: int | None = None,
+        sampling: Sampling,
         generator: torch.Generator | None = None,
+        max_steps: int | None = None,
         memory_mask: Tensor | None = None,
         use_cuda_graph: bool = False,
-        guidance: float = 1.0,
     ) -> Iterator[Tensor]:
         """Yield the codes (batch, Q, G) of each answer step as soon as all its codebooks exist
         (the first after max(delays) + 1 positions), until every sample's EOS or `max_steps` steps.
 
         memory: encoder output (batch, S, encoder dim), or a `MemoryCache` already filled with
         `append_memory` during the user's turn (it may keep growing while this runs).
-        temperature 0 is greedy; top_k keeps the k likeliest tokens. A sample that ended
-        before the others yields its EOS step, then PAD steps (tokens >= codebook_size).
+        sampling: temperature (0 is greedy), top_k, guidance (`models.s2s.sampling`); every
+        draw comes from `generator` (on the decoder's device), which a sampling that is not
+        greedy needs: never torch's global random state. A sample that ended before the
+        others yields its EOS step, then PAD steps (tokens >= codebook_size).
         use_cuda_graph replays the step as a captured CUDA graph (CUDA only).
 
-        guidance: classifier-free guidance on the speaker/emotion conditioning. Above 1 every
-        position also runs under the null conditioning (a second answer cache, the same
-        memory) and samples from unconditioned + guidance x (conditioned - unconditioned)
+        sampling.guidance: classifier-free guidance on the speaker/emotion conditioning. Above
+        1 every position also runs under the null conditioning (a second answer cache, the
+        same memory) and samples from unconditioned + guidance x (conditioned - unconditioned)
         logits: twice the decoder compute per step, for answers that keep to the requested
         voice and emotion. Needs a decoder trained with condition dropout."""
         max_steps = self.config.decoder.max_steps if max_steps is None else max_steps
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if top_k is not None and not 1 <= top_k <= self.vocab.size:
+        if sampling.top_k is not None and sampling.top_k > self.vocab.size:
             raise ValueError(f"top_k must be in [1, {self.vocab.size}]")
+        sampling.check_generator(generator)
         if max_steps < 1:
             raise ValueError("max_steps must be >= 1")
-        if guidance < 1:
-            raise ValueError("guidance must be >= 1 (1 = none)")
         if isinstance(memory, MemoryCache):
             if memory_mask is not None:
                 raise ValueError("pass the mask of a MemoryCache to append_memory")
@@ -378,16 +368,7 @@ class StreamingDecoder(nn.Module):
         if use_cuda_graph and torch.device(device).type != "cuda":
             raise ValueError("CUDA graphs need the decoder and memory on a CUDA device")
         return self._generate(
-            memory,
-            speaker,
-            emotion,
-            temperature,
-            top_k,
-            max_steps,
-            generator,
-            memory_mask,
-            use_cuda_graph,
-            guidance,
+            memory, speaker, emotion, sampling, generator, max_steps, memory_mask, use_cuda_graph
         )
 
     def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Callable[[Tensor], Tensor]:
@@ -399,13 +380,11 @@ class StreamingDecoder(nn.Module):
         memory: Tensor | MemoryCache,
         speaker: Tensor,
         emotion: Tensor,
-        temperature: float,
-        top_k: int | None,
-        max_steps: int,
+        sampling: Sampling,
         generator: torch.Generator | None,
+        max_steps: int,
         memory_mask: Tensor | None,
         use_cuda_graph: bool,
-        guidance: float,
     ) -> Iterator[Tensor]:
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
@@ -413,6 +392,7 @@ class StreamingDecoder(nn.Module):
         positions = max_steps + self.max_delay
         cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
         step = self._stepper(cache, use_cuda_graph)
+        guidance = sampling.guidance
         if guidance != 1:
             free = self.new_cache(memory, speaker, emotion, positions, use_cuda_graph, null=True)
             conditioned, unconditioned = step, self._stepper(free, use_cuda_graph)
@@ -439,7 +419,7 @@ class StreamingDecoder(nn.Module):
             if last_end is not None and done >= last_end:
                 return
             logits = step(tokens).masked_fill(~allowed, float("-inf"))
-            sampled = sample(logits, temperature, top_k, generator)
+            sampled = sample(logits, sampling, generator)
             # Slots of the delay pattern that are not free: before a codebook's first step,
             # EOS at the ending step, PAD after it (exactly as in `inputs` for training).
             step_of = (position - lag)[None, :, None]
@@ -492,26 +472,6 @@ class CudaGraphStep:
         self.graph.replay()
         self.cache.length += 1
         return self.logits
-
-
-def sample(
-    logits: Tensor,
-    temperature: float,
-    top_k: int | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Tokens from logits (..., vocab): argmax at temperature 0, else a draw from the
-    temperature-scaled softmax restricted to the top_k tokens."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    if top_k is None:
-        candidates, indices = logits, None
-    else:
-        candidates, indices = logits.topk(top_k, dim=-1)
-    probs = (candidates / temperature).softmax(dim=-1)
-    choice = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-    choice = choice.view(*probs.shape[:-1], 1)
-    return (choice if indices is None else indices.gather(-1, choice)).squeeze(-1)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agent.audio import read_audio, to_int16
 from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, S2SConfig, preset
 from models.data.manifest import read_manifest
+from models.speech.audio import read_audio, to_int16
 from models.train.common import (
     LOG_FILE,
     TRAIN_STATE,

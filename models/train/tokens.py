@@ -86,7 +86,7 @@ def encode_entries(
 ) -> Encoded:
     """The codes (Q, F) of each entry's audio, F a multiple of frames_per_step, and where its
     speech ends."""
-    from agent.audio import read_audio  # here: training from a cache needs no audio library
+    from models.speech.audio import read_audio  # here: training from a cache needs no audio library
 
     rate = codec.config.sample_rate
     multiple = codec.hop * frames_per_step

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from agent.audio import write_audio
+from models.speech.audio import write_audio
 from signaling.admission import AccessPolicy
 from signaling.origins import OriginPolicy
 from tests.conftest import start_agent

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.audio import WIRE_RATE
-from agent.caller import FileTrack, call, speech_segments
+from agent.caller.caller import FileTrack, call, speech_segments
 from agent.config import AgentConfig
+from agent.wire import WIRE_RATE
 from tests.conftest import start_agent
 from tests.speech import conversation, envelope_similarity
 
@@ -179,14 +179,14 @@ async def test_vanished_peer_is_cleaned_up_within_5_s(agent, greeting, tmp_path)
     import signal
     import sys
 
-    from agent.audio import write_audio
+    from models.speech.audio import write_audio
 
     clip = tmp_path / "long.wav"
     write_audio(clip, np.tile(greeting, 4), WIRE_RATE)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "signaling.cli",
         "call",
         agent.url,
         "--audio",

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.audio import WIRE_RATE
-from agent.caller import FileTrack, call
+from agent.caller.caller import FileTrack, call
 from agent.events import EVENTS_LABEL
+from agent.wire import WIRE_RATE
 from signaling.admission import AccessPolicy
 from signaling.clientip import parse_networks
 from signaling.ratelimit import RateLimit

@@ -1,4 +1,4 @@
-"""Calls over an impaired link (agent/impairment.py): 100 ms RTT, ±30 ms jitter, 10 % loss
+"""Calls over an impaired link (agent/caller/impairment.py): 100 ms RTT, ±30 ms jitter, 10 % loss
 each way, against the real agent. The agent receives the impaired stream on its own sockets."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.audio import WIRE_RATE
-from agent.caller import call, speech_segments
+from agent.caller.caller import call, speech_segments
+from agent.caller.impairment import PROFILES, ImpairmentUnavailable
 from agent.config import AgentConfig
-from agent.impairment import PROFILES, ImpairmentUnavailable
+from agent.wire import WIRE_RATE
 from signaling.app import METRICS
 from tests.conftest import start_agent
 from tests.speech import conversation, envelope_similarity

@@ -1,15 +1,17 @@
 """The model responders in a real call (untrained demo weights: the latency path is real,
-the answer is not)."""
+the answer is not). How long an S2S answer may be is checked on the responder itself, for
+several seeds (tests/unit/test_responders.py): here the answer's length is wall-clock time,
+which grows when a busy machine generates slower than real time."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agent.audio import WIRE_RATE
-from agent.caller import call
+from agent.caller.caller import call
 from agent.responders.codec import CodecResponder
 from agent.responders.s2s import S2SResponder
+from agent.wire import WIRE_RATE
 from models.config import DEMO
 from models.loading import build
 from tests.conftest import start_agent
@@ -33,7 +35,7 @@ async def test_model_responder_answers_a_call(kind, demo_models, greeting):
     responder = (
         CodecResponder(demo_models)
         if kind == "codec"
-        else S2SResponder(demo_models, max_answer_s=1.0)
+        else S2SResponder(demo_models, max_answer_s=1.0, seed=0)
     )
     agent, runner = await start_agent(responder=responder)
     try:
@@ -44,5 +46,3 @@ async def test_model_responder_answers_a_call(kind, demo_models, greeting):
     turn = report.turns[0]
     assert {"eot_wait", "respond", "speech_end_to_rtp"} <= set(turn.server)
     assert turn.answer_duration_ms > 100
-    if kind == "s2s":  # length control: at most the configured answer
-        assert turn.answer_duration_ms < 1000 + 200

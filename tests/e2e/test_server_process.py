@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.audio import WIRE_RATE
-from agent.caller import FileTrack
+from agent.caller.caller import FileTrack
+from agent.wire import WIRE_RATE
 from tests.e2e.test_calls import wait_until
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ async def test_signal_stops_the_server_and_hangs_up_its_calls(signum):
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "signaling.cli",
         "serve",
         "--host",
         "127.0.0.1",

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from agent.audio import WIRE_RATE, write_audio
-from agent.caller import call, fetch_ice_servers
-from agent.icepair import selected_pair
+from agent.caller.caller import call, fetch_ice_servers
+from agent.caller.icepair import selected_pair
+from agent.wire import WIRE_RATE
+from models.speech.audio import write_audio
 from signaling.admission import AccessPolicy
 from signaling.ice import IceConfig
 from signaling.origins import OriginPolicy

@@ -1,14 +1,7 @@
 import numpy as np
 
-from agent.audio import (
-    MODEL_RATE,
-    WIRE_RATE,
-    Resampler,
-    Windower,
-    frame_from_pcm,
-    frame_to_mono,
-    resample,
-)
+from agent.wire import WIRE_RATE, frame_to_mono
+from models.speech.audio import MODEL_RATE, Resampler, Windower, frame_from_pcm, resample
 
 
 def tone(freq: float, seconds: float, rate: int) -> np.ndarray:

@@ -10,11 +10,12 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
-from agent.conceal import ConcealingFeed
-from agent.jitter import AudioJitterBuffer
-from agent.opus_codec import has_fec
-from agent.opus_send import SpeechOpusEncoder
+from agent.aiortc_fixes.conceal import ConcealingFeed
+from agent.aiortc_fixes.jitter import AudioJitterBuffer
+from agent.aiortc_fixes.opus_codec import has_fec
+from agent.aiortc_fixes.opus_send import SpeechOpusEncoder
+from agent.wire import WIRE_FRAME, WIRE_RATE, frame_to_mono
+from models.speech.audio import frame_from_pcm
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.audio import write_audio
 from models.controls import EMOTIONS, SPEAKERS
 from models.data.bank import INTENTS, OPENERS
 from models.data.commands import add_data_commands
@@ -40,13 +39,14 @@ from models.data.synth import (
     speech_level_db,
     synthesize_corpus,
 )
+from models.speech.audio import write_audio
 
 TELUGU = re.compile(r"[\u0C00-\u0C7F]")
 RATE = 16_000
 
 
 def cli(*argv: str) -> int:
-    """Run `data ...` through a parser built the way agent/cli.py builds its commands."""
+    """Run `data ...` through a parser built the way models/cli.py builds its commands."""
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
     add_data_commands(commands.add_parser("data").add_subparsers(dest="action", required=True))

@@ -10,12 +10,14 @@ import torch
 from models.config import DEMO
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import Vocabulary, append_eos, apply_delay, check_delays, undo_delay
+from models.s2s.sampling import GREEDY, Sampling
 
 Q = DEMO.codec.num_quantizers
 G = DEMO.frames_per_step
 CODES = DEMO.codec.codebook_size
 VOCAB = Vocabulary(CODES)
 MEMORY_DIM = DEMO.encoder.dim
+GUIDED = replace(GREEDY, guidance=3.0)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_shapes(decoder: StreamingDecoder) -> None:
         step_logits = decoder.step(cache, torch.full((2, Q, G), VOCAB.pad))
     assert step_logits.shape == (2, Q, G, VOCAB.size)
     assert cache.length == 1 and int(cache.position) == 1
-    steps = list(decoder.generate_stream(memory, speaker, emotion, max_steps=3))
+    steps = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=3))
     assert len(steps) == 3
     assert all(s.shape == (2, Q, G) and s.dtype == torch.long for s in steps)
     with pytest.raises(ValueError, match="multiple"):
@@ -141,7 +143,7 @@ def test_cached_greedy_generation_equals_uncached_recomputation(
 ) -> None:
     decoder, n_steps = no_eos_decoder, 20
     _, memory, speaker, emotion = inputs(batch=1, memory=15)
-    generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps))
+    generated = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=n_steps))
     assert len(generated) == n_steps
 
     delays = torch.tensor(decoder.delays)
@@ -167,10 +169,8 @@ def test_guided_generation_equals_uncached_guided_recomputation() -> None:
         decoder.null_condition.normal_()  # as after training with condition dropout
     n_steps, guidance = 12, 3.0
     _, memory, speaker, emotion = inputs(batch=1, memory=15)
-    guided = list(
-        decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps, guidance=3.0)
-    )
-    plain = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=n_steps))
+    guided = list(decoder.generate_stream(memory, speaker, emotion, GUIDED, max_steps=n_steps))
+    plain = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=n_steps))
     assert not torch.equal(torch.stack(guided), torch.stack(plain))
 
     delays = torch.tensor(decoder.delays)
@@ -223,7 +223,7 @@ def test_eos_ends_generation_and_feeds_back_like_training(
         return logits
 
     monkeypatch.setattr(decoder, "step", step_with_eos)
-    generated = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=50))
+    generated = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=50))
     assert len(generated) == eos_at
     assert all(bool((s < CODES).all()) for s in generated)
     assert len(seen) == eos_at + decoder.max_delay  # no step after the last code is out
@@ -246,7 +246,7 @@ def test_batched_generation_runs_until_every_sample_ends(
         return logits
 
     monkeypatch.setattr(decoder, "step", step_with_eos)
-    generated = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, 0.0)), dim=2)
+    generated = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, GREEDY)), dim=2)
     assert generated.shape == (2, Q, 5, G)
     assert (generated[0, :, :3] < CODES).all() and (generated[1] < CODES).all()
     assert (generated[0, :, 3] == VOCAB.eos).all() and (generated[0, :, 4] == VOCAB.pad).all()
@@ -254,8 +254,12 @@ def test_batched_generation_runs_until_every_sample_ends(
 
 def test_top_k_one_equals_greedy(decoder: StreamingDecoder) -> None:
     _, memory, speaker, emotion = inputs(batch=2)
-    greedy = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=6))
-    top1 = list(decoder.generate_stream(memory, speaker, emotion, 1.0, top_k=1, max_steps=6))
+    greedy = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=6))
+    top1 = list(
+        decoder.generate_stream(
+            memory, speaker, emotion, Sampling(1.0, 1, 1.0), torch.Generator(), max_steps=6
+        )
+    )
     assert len(greedy) == 6 and torch.equal(torch.stack(greedy), torch.stack(top1))
 
 
@@ -265,12 +269,14 @@ def test_seeded_sampling_is_reproducible(decoder: StreamingDecoder) -> None:
     def run(seed: int, top_k: int | None = None) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
         steps = decoder.generate_stream(
-            memory, speaker, emotion, 1.0, top_k=top_k, max_steps=6, generator=gen
+            memory, speaker, emotion, Sampling(1.0, top_k, 1.0), gen, max_steps=6
         )
         return torch.stack(list(steps))
 
     first, again, other = run(7), run(7), run(8)
-    greedy = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=6)))
+    greedy = torch.stack(
+        list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=6))
+    )
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
     assert not torch.equal(first, greedy)
@@ -303,13 +309,17 @@ def test_loss_is_finite_backpropagates_and_includes_eos() -> None:
 def test_generation_arguments_are_checked(decoder: StreamingDecoder) -> None:
     _, memory, speaker, emotion = inputs(batch=1)
     with pytest.raises(ValueError, match="CUDA"):
-        decoder.generate_stream(memory, speaker, emotion, use_cuda_graph=True)
+        decoder.generate_stream(memory, speaker, emotion, GREEDY, use_cuda_graph=True)
     with pytest.raises(ValueError, match="temperature"):
-        decoder.generate_stream(memory, speaker, emotion, temperature=-1.0)
+        Sampling(-1.0, None, 1.0)
     with pytest.raises(ValueError, match="top_k"):
-        decoder.generate_stream(memory, speaker, emotion, top_k=0)
+        Sampling(1.0, 0, 1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        decoder.generate_stream(memory, speaker, emotion, Sampling(1.0, VOCAB.size + 1, 1.0))
     with pytest.raises(ValueError, match="guidance"):
-        decoder.generate_stream(memory, speaker, emotion, guidance=0.5)
+        Sampling(1.0, None, 0.5)
+    with pytest.raises(ValueError, match="Generator"):  # never torch's global random state
+        decoder.generate_stream(memory, speaker, emotion, Sampling(1.0, None, 1.0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -317,9 +327,9 @@ def test_cuda_graph_generation_equals_eager() -> None:
     torch.manual_seed(0)
     decoder = StreamingDecoder(DEMO).eval().cuda()
     _, memory, speaker, emotion = (t.cuda() for t in inputs(batch=1))
-    eager = list(decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=12))
+    eager = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=12))
     graph = list(
-        decoder.generate_stream(memory, speaker, emotion, 0.0, max_steps=12, use_cuda_graph=True)
+        decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=12, use_cuda_graph=True)
     )
     assert len(eager) == len(graph) > 0
     assert torch.equal(torch.stack(eager), torch.stack(graph))
@@ -327,7 +337,7 @@ def test_cuda_graph_generation_equals_eager() -> None:
         torch.stack(
             list(
                 decoder.generate_stream(
-                    memory, speaker, emotion, 0.0, max_steps=12, use_cuda_graph=g, guidance=2.0
+                    memory, speaker, emotion, GUIDED, max_steps=12, use_cuda_graph=g
                 )
             )
         )

@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 
-from agent.continuity import answer_continuity
-from agent.impairment import PROFILES, Direction, LinkProfile
+from agent.caller.continuity import answer_continuity
+from agent.caller.impairment import PROFILES, Direction, LinkProfile
 
 RTP = bytes([0x80, 111]) + bytes(10)
 DTLS = bytes([23, 0xFE, 0xFD]) + bytes(10)

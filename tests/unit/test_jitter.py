@@ -1,6 +1,6 @@
 from aiortc.rtp import RtpPacket
 
-from agent.jitter import AudioJitterBuffer, DecoderFeed, MeasuredAiortcBuffer
+from agent.aiortc_fixes.jitter import AudioJitterBuffer, DecoderFeed, MeasuredAiortcBuffer
 
 
 def packet(seq: int) -> RtpPacket:

@@ -39,7 +39,7 @@ def test_unknown_responder_lists_the_known_ones():
 
 
 def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
-    from agent.cli import main
+    from signaling.cli import main
 
     models = build(DEMO, seed=2)
     source, target = tmp_path / "run", tmp_path / "shipped"
@@ -59,7 +59,7 @@ def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
 
 
 def test_export_takes_a_codec_whose_decoder_alone_changed(tmp_path):
-    from agent.cli import main
+    from signaling.cli import main
 
     models = build(DEMO, seed=2)
     source = tmp_path / "run"

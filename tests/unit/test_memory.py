@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 
-from agent import memory
 from agent.config import AgentConfig
-from agent.memory import MemoryTrimmer
-from agent.metrics import AgentMetrics
+from agent.process import memory
+from agent.process.memory import MemoryTrimmer
+from agent.process.metrics import AgentMetrics
 from agent.responders import make_responder
 from benchmarks.churn import Resources
 from signaling.calls import CallManager
@@ -22,7 +22,7 @@ from tests.conftest import start_agent
 HEAP_SCENARIO = """
 import json
 import numpy as np
-from agent.memory import release_free_memory
+from agent.process.memory import release_free_memory
 
 def rss_mib():
     with open("/proc/self/statm") as statm:

@@ -1,6 +1,6 @@
 import json
 
-from agent.cli import main
+from signaling.cli import main
 
 
 def test_models_info_json_lists_both_presets(capsys):

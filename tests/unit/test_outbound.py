@@ -4,8 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from agent.audio import WIRE_FRAME, WIRE_RATE, to_float
 from agent.outbound import AnswerTrack
+from agent.wire import WIRE_FRAME, WIRE_RATE
+from models.speech.audio import to_float
 
 
 async def take(track: AnswerTrack, n: int):

@@ -6,7 +6,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from agent.peerclose import close_peer, connect_tasks
+from agent.aiortc_fixes.peerclose import close_peer, connect_tasks
 
 
 def tasks_of(pc: RTCPeerConnection) -> list[asyncio.Task]:
@@ -56,7 +56,7 @@ async def test_a_connected_peer_closes_to_nothing():
 async def test_a_peer_closed_while_connecting_leaves_no_task(delay_ms):
     """Closed at 20 ms steps through ICE and the DTLS handshake on loopback: aiortc's own
     close() leaves the sender's and receiver's tasks running when the handshake completes
-    during it (agent.peerclose)."""
+    during it (agent.aiortc_fixes.peerclose)."""
     caller, agent = await connected_pair()
     assert connect_tasks(agent)
     await asyncio.sleep(delay_ms / 1000)

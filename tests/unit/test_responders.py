@@ -1,20 +1,41 @@
-"""The responders' end-of-turn seam: what `hear` returns, and who may end turns by model."""
+"""The responders: what `hear` returns, who may end turns by model, and how the S2S
+responder's answers are sampled (bounded in length, reproducible for a seed, whatever other
+threads draw from torch)."""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
-from agent.config import AgentConfig, TurnConfig
-from agent.metrics import AgentMetrics
-from agent.responders import CallOptions, make_responder
+from agent.config import AgentConfig
+from agent.process.metrics import AgentMetrics
+from agent.responders import CallOptions, UserTurn, make_responder
 from agent.responders.s2s import S2SResponder
 from models.config import DEMO
 from models.controls import emotion_id, speaker_id
 from models.eval.eot import eot_probabilities
-from models.loading import build
+from models.loading import Models, build
+from models.speech.audio import MODEL_RATE
+from models.speech.turns import TurnConfig
 from signaling.calls import CallManager
 from signaling.ice import IceConfig
 
 OPTIONS = CallOptions(speaker="female_1", emotion="NEUTRAL")
+
+
+@pytest.fixture(scope="module")
+def untrained() -> Models:
+    return build(DEMO, seed=3)
+
+
+def s2s_answer(models: Models, seed: int | None, max_answer_s: float = 0.3) -> np.ndarray:
+    """The S2S responder's answer to 1.28 s of noise heard as one turn, as a call would get it."""
+    session = S2SResponder(models, max_answer_s=max_answer_s, seed=seed).open(OPTIONS)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(512 * 40)).astype(np.float32)
+    for start in range(0, len(audio), 512):
+        session.hear(audio[start : start + 512], start)
+    return np.concatenate(list(session.respond(UserTurn(1, 0, len(audio)))))
 
 
 def test_parrot_has_no_end_of_turn_head():
@@ -46,3 +67,25 @@ def test_end_of_turn_by_model_needs_a_responder_with_a_head():
     with pytest.raises(ValueError, match="end-of-turn head"):
         CallManager(make_responder("parrot"), config, AgentMetrics(), IceConfig(), 1)
     CallManager(S2SResponder(build(DEMO)), config, AgentMetrics(), IceConfig(), 1)
+
+
+def test_s2s_answers_stay_within_max_answer_s_for_every_seed(untrained: Models) -> None:
+    for seed in range(4):
+        answer = s2s_answer(untrained, seed, max_answer_s=0.5)
+        assert 0 < len(answer) <= 0.5 * MODEL_RATE, (seed, len(answer))
+
+
+def test_a_seeded_s2s_answer_is_the_same_whatever_else_draws_random_numbers(
+    untrained: Models,
+) -> None:
+    """The answer comes from the call's own generator: the same in a worker thread while
+    another thread draws from torch's global generator, different for another seed."""
+    first = s2s_answer(untrained, seed=5)
+    with ThreadPoolExecutor(1) as worker:
+        running = worker.submit(s2s_answer, untrained, 5)
+        while not running.done():
+            torch.rand(1000)
+        again = running.result()
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, s2s_answer(untrained, seed=6))
+    assert not np.array_equal(s2s_answer(untrained, None), s2s_answer(untrained, None))

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from agent.audio import write_audio
 from models.checkpoints import load_extra, load_state
 from models.codec import TeluCodec
 from models.config import DEMO
 from models.data.manifest import Entry, write_manifest
 from models.eval.codec import add_eval_codec_command, evaluate_codec
 from models.eval.metrics import MelDistance, pesq_wb, si_sdr, stoi
+from models.speech.audio import write_audio
 from models.train import codec as codec_trainer
 from models.train.codec import add_train_codec_command, train_codec
 from models.train.common import LOG_FILE, TRAIN_STATE, parameter_groups, read_log

@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from agent.audio import read_audio, write_audio
-from agent.config import TurnConfig
 from models.checkpoints import load_extra, save_checkpoint
 from models.codec import TeluCodec
 from models.config import DEMO
@@ -37,6 +35,8 @@ from models.eval.s2s import dtw_distance, evaluate_s2s
 from models.loading import build, load
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.encoder import StreamingEncoder
+from models.speech.audio import read_audio, write_audio
+from models.speech.turns import TurnConfig
 from models.train import tokens
 from models.train.s2s import (
     Example,
@@ -424,8 +424,8 @@ def test_s2s_evaluation_reports_every_accuracy(trained) -> None:
 
 
 def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_path: Path) -> None:
-    from agent.cli import main
     from models.eval.codec import evaluate_codec
+    from signaling.cli import main
 
     out, metrics = trained
     manifest = out.parent / "manifest.jsonl"

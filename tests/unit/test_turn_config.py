@@ -197,7 +197,7 @@ def test_client_urls() -> None:
 
 
 def test_serve_reads_turn_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent import cli
+    from signaling import cli
 
     monkeypatch.delenv("TURN_URLS", raising=False)
     monkeypatch.setenv("TURN_SECRET", "")

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from agent.config import TurnConfig
-from agent.turns import TurnDetector, TurnEventKind
-from agent.vad import WINDOW, SileroVAD
+from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
+from models.speech.vad import WINDOW, SileroVAD
 from tests.speech import conversation, silence, synthesize
 
 

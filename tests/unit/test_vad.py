@@ -11,7 +11,7 @@ def test_loading_silero_keeps_the_torch_thread_count() -> None:
     # process (here the package may already be imported) the agent puts the count back
     script = (
         "import torch; torch.set_num_threads(2); "
-        "from agent.vad import SileroVAD; SileroVAD(); print(torch.get_num_threads())"
+        "from models.speech.vad import SileroVAD; SileroVAD(); print(torch.get_num_threads())"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "2"

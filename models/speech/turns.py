@@ -7,9 +7,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
-from agent.config import TurnConfig
-from agent.vad import WINDOW, WINDOW_MS
+from models.speech.vad import WINDOW, WINDOW_MS
+
+EotMode = Literal["silence", "model"]
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """Voice activity and end-of-turn settings.
+
+    min_silence_ms is chosen by measurement (benchmarks/turn_silence.py, docs/benchmarks.md):
+    the shortest candidate that splits at most 5 % of synthesized Telugu turns at their
+    internal pauses (150-600 ms). 480 ms split 28 %; 704 ms split none but answers 128 ms later.
+    """
+
+    threshold: float = 0.5
+    """Silero speech probability at or above which a window counts as speech."""
+    min_speech_ms: int = 96
+    """Speech needed before a turn starts (3 VAD windows of 32 ms)."""
+    min_silence_ms: int = 576
+    """Silence after speech that ends the turn."""
+    speech_pad_ms: int = 64
+    """Audio kept before the first speech window, for the responder."""
+    eot: EotMode = "silence"
+    """'silence': the turn ends after min_silence_ms of silence. 'model': it also ends as soon
+    as the responder's end-of-turn head is confident during a silence of at least
+    model_min_silence_ms (the silence rule stays as the fallback)."""
+    eot_threshold: float = 0.9
+    """End-of-turn probability at or above which the head ends the turn ('model')."""
+    model_min_silence_ms: int = 96
+    """Silence the head needs under it before it may end a turn ('model'): a confident head
+    never cuts into speech that Silero still hears."""
+
+    @property
+    def neg_threshold(self) -> float:
+        """Probability below which a window counts as silence (hysteresis, as Silero does)."""
+        return max(self.threshold - 0.15, 0.01)
 
 
 class TurnEventKind(Enum):

@@ -11,6 +11,10 @@ fails and nobody retrieves its exception ("Task exception was never retrieved").
 
 `close_peer` closes the connection, lets its connect task finish (retrieving its exception),
 then stops the senders and receivers again (a no-op for those that never started).
+
+Replaces (aiortc 1.16): `RTCPeerConnection.close()` where the agent and the caller end a call.
+Delete when aiortc's connect task checks for a closed connection before starting the senders
+and receivers (tests/unit/test_peerclose.py shows the race).
 """
 
 from __future__ import annotations

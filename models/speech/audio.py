@@ -1,6 +1,7 @@
-"""PCM helpers: av frames <-> numpy, resampling with av.AudioResampler, fixed-size windows.
+"""PCM helpers: av frames <-> numpy, resampling with av.AudioResampler, fixed-size windows,
+audio files.
 
-Inside the agent, audio is mono float32 in [-1, 1]; int16 exists only at av frame boundaries.
+Audio is mono float32 in [-1, 1]; int16 exists only at av frame and file boundaries.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ import av
 import numpy as np
 import soundfile
 
-WIRE_RATE = 48_000
-"""Sample rate of WebRTC Opus audio as aiortc delivers and expects it."""
 MODEL_RATE = 16_000
 """Sample rate of the VAD, the responders and the models."""
-WIRE_FRAME = 960
-"""Samples in one 20 ms frame at WIRE_RATE."""
 
 
 def to_float(pcm: np.ndarray) -> np.ndarray:
@@ -104,10 +101,3 @@ class Windower:
             window, self._pending = self._pending[: self.size], self._pending[self.size :]
             self.samples_out += self.size
             yield window
-
-
-def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """A decoded s16 frame (packed mono or stereo, as aiortc delivers) -> mono float32."""
-    samples = to_float(frame.to_ndarray().reshape(-1))
-    channels = len(frame.layout.channels)
-    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples

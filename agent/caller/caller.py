@@ -26,16 +26,17 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.audio import WIRE_FRAME, WIRE_RATE, frame_from_pcm, frame_to_mono
+from agent.aiortc_fixes.icefix import install as install_ice_fix
+from agent.aiortc_fixes.opus_send import opus_negotiated, use_speech_encoder
+from agent.aiortc_fixes.peerclose import close_peer
+from agent.aiortc_fixes.receive import concealment, install_receive_buffer
+from agent.caller.continuity import Continuity, answer_continuity
+from agent.caller.icepair import selected_pair
+from agent.caller.impairment import ImpairedLink, LinkProfile
 from agent.config import JitterMode
-from agent.continuity import Continuity, answer_continuity
 from agent.events import EVENTS_LABEL
-from agent.icefix import install as install_ice_fix
-from agent.icepair import selected_pair
-from agent.impairment import ImpairedLink, LinkProfile
-from agent.opus_send import opus_negotiated, use_speech_encoder
-from agent.peerclose import close_peer
-from agent.receive import concealment, install_receive_buffer
+from agent.wire import WIRE_FRAME, WIRE_RATE, frame_to_mono
+from models.speech.audio import frame_from_pcm
 
 install_ice_fix()
 
@@ -261,7 +262,7 @@ async def call(
 
     `ice_servers` None keeps aiortc's default; `relay_only` gathers relay candidates only
     (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
-    `Authorization: Bearer`. `link` impairs the path both ways (agent/impairment.py);
+    `Authorization: Bearer`. `link` impairs the path both ways (agent/caller/impairment.py);
     `opus_fec` makes the caller send speech-tuned Opus with in-band FEC, as a browser does
     when the answer asks for it."""
     if relay_only and ice_servers is None:

@@ -5,6 +5,9 @@ packet (an empty packet means end of stream there) nor decode the forward error 
 (LBRR) that the next packet carries. The libopus that PyAV's wheel ships can do both, so the
 agent calls it directly: `conceal(n)` is libopus PLC, `recover(packet, n)` decodes the copy of
 the previous frame carried inside `packet`.
+
+Replaces (PyAV 18 / FFmpeg): FFmpeg's libopus decoder wrapper, for conceal.py. Delete when
+aiortc's decoder conceals and recovers lost frames itself (conceal.py goes then too).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 aiortc's RTCRtpSender stamps each packet with `origin + frame timestamp`, where the frame
 timestamp counts from the track's first frame (pts 0). The probe learns `origin` from the
 first packet it sees and then reports the first packet at or after a given track pts.
+
+Replaces (aiortc 1.16): the missing report of when a packet left; it wraps the private
+`RTCDtlsTransport._send_rtp`. Delete when aiortc reports send times of RTP packets (the
+`send` stage of the latency event needs them).
 """
 
 from __future__ import annotations

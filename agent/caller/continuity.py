@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.audio import WIRE_FRAME, WIRE_RATE
+from agent.wire import WIRE_FRAME, WIRE_RATE
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ copy of the frame before it, so a single lost packet is rebuilt from the next on
 better trade. `use_speech_encoder` gives one sender such an encoder (no global patch), and
 `offer_fec` adds `useinbandfec=1` to the Opus parameters this side puts in its SDP, which asks
 the remote sender (a browser) for FEC too.
+
+Replaces (aiortc 1.16): the `OpusEncoder` (stereo, 96 kbps, no FEC) that `RTCRtpSender`
+builds, and the Opus parameters aiortc puts in its SDP (no `useinbandfec`). Delete when aiortc
+lets a sender choose Opus's channels, bitrate and FEC.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ completed. When `close()` runs between the check list completing and `connect()`
 cancelled: it loops every 5 s over the closed connection's (empty) nominated pairs forever,
 keeping the connection alive. Found by the churn test (tests/e2e/test_churn.py). The fix:
 a consent task of a closing connection ends at once.
+
+Replaces (aioice 0.13): `Connection.query_consent`, wrapped. Delete when aioice does not start
+consent checks on a closing connection (run tests/e2e/test_churn.py without the patch).
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
-"""Install the agent's receive path (jitter buffer + decoder stage) into an aiortc receiver."""
+"""Install the agent's receive path (jitter buffer + decoder stage) into an aiortc receiver.
+
+Replaces (aiortc 1.16): the jitter buffer and decoder queue an `RTCRtpReceiver` builds for
+itself (its private `__jitter_buffer` and `__decoder_queue`), with jitter.py's and conceal.py's.
+Delete with them, or when aiortc lets a receiver be given its jitter buffer and decoder.
+"""
 
 from __future__ import annotations
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from agent.conceal import ConcealingFeed, ConcealStats
+from agent.aiortc_fixes.conceal import ConcealingFeed, ConcealStats
+from agent.aiortc_fixes.jitter import AudioJitterBuffer, DecoderFeed, MeasuredAiortcBuffer
 from agent.config import JitterMode
-from agent.jitter import AudioJitterBuffer, DecoderFeed, MeasuredAiortcBuffer
 
 ReceiveBuffer = AudioJitterBuffer | MeasuredAiortcBuffer
 

@@ -1,14 +1,19 @@
-"""`telugu-s2s`: serve the agent, or call one from the command line."""
+"""`telugu-s2s`: the composition root. It builds the server (`serve`, here) and puts the
+other command groups together, each defined beside what it drives: `call` (agent/caller/cli.py),
+`models`, `data`, `train`, `eval` (models/cli.py) and `turn` (turn/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import sys
 
-from agent.config import AgentConfig, TurnConfig
+from agent.caller.cli import add_call_arguments
+from agent.config import AgentConfig
+from models.cli import add_models_commands, add_pipeline_commands
+from models.speech.turns import TurnConfig
+from signaling.auth import load_token
+from turn.cli import add_turn_arguments
 
 DEFAULT_TURNS = TurnConfig()
 DEFAULT_AGENT = AgentConfig()
@@ -28,22 +33,23 @@ def main(argv: list[str] | None = None) -> int:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
     )
-    _add_call(
+    add_call_arguments(
         commands.add_parser(
             "call",
             help="call an agent with a WAV file, report latency",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
+        ),
+        load_token,
     )
-    _add_models(commands.add_parser("models", help="facts about the model presets"))
-    _add_turn(
+    add_models_commands(commands.add_parser("models", help="facts about the model presets"))
+    add_turn_arguments(
         commands.add_parser(
             "turn",
             help="run coturn for the agent (TURN relay for clients behind NAT)",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
     )
-    _add_pipeline(commands)
+    add_pipeline_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -209,7 +215,8 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-memory-trim",
         action="store_true",
-        help="keep freed memory in the C heap after calls (for comparison; see agent.memory)",
+        help="keep freed memory in the C heap after calls (for comparison; see "
+        "agent.process.memory)",
     )
     p.add_argument(
         "--ice-server",
@@ -269,6 +276,11 @@ def _serve(args: argparse.Namespace) -> int:
         )
         access = _access_policy(args)
         origins = OriginPolicy(tuple(args.allow_origin))
+        defaults = ClientCaps.for_capacity(args.max_sessions)
+        caps = ClientCaps(
+            pending=_given(args.max_pending_per_client, defaults.pending),
+            calls=_given(args.max_calls_per_client, defaults.calls),
+        )
     except (OSError, ValueError) as err:
         print(f"telugu-s2s serve: {err}", file=sys.stderr)
         return 2
@@ -291,11 +303,6 @@ def _serve(args: argparse.Namespace) -> int:
         trim_memory=not args.no_memory_trim,
     )
     checkpoint = None if args.untrained else args.checkpoint
-    defaults = ClientCaps.for_capacity(args.max_sessions)
-    caps = ClientCaps(
-        pending=_given(args.max_pending_per_client, defaults.pending),
-        calls=_given(args.max_calls_per_client, defaults.calls),
-    )
     app = create_app(
         make_responder(args.responder, checkpoint, args.preset),
         config,
@@ -326,7 +333,6 @@ def _given(value: int | None, default: int) -> int:
 def _access_policy(args: argparse.Namespace):  # noqa: ANN202 - signaling.admission.AccessPolicy
     """Rate limit, trusted proxies and API token from the serve options."""
     from signaling.admission import AccessPolicy
-    from signaling.auth import load_token
     from signaling.clientip import parse_networks
     from signaling.ratelimit import RateLimit
 
@@ -335,192 +341,6 @@ def _access_policy(args: argparse.Namespace):  # noqa: ANN202 - signaling.admiss
         trusted_proxies=parse_networks(args.trusted_proxy),
         api_token=load_token(args.api_token_file),
     )
-
-
-def _add_pipeline(commands: argparse._SubParsersAction) -> None:
-    """`data`, `train` and `eval`: the commands that make and judge a model."""
-    from models.data.commands import add_data_commands
-    from models.eval.codec import add_eval_codec_command
-    from models.eval.eot import add_eval_eot_command
-    from models.eval.s2s import add_eval_s2s_command
-    from models.train.codec import add_train_codec_command
-    from models.train.s2s import add_train_s2s_command
-
-    data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
-    add_data_commands(data.add_subparsers(dest="action", required=True))
-    train = commands.add_parser("train", help="train the codec or the S2S model")
-    recipes = train.add_subparsers(dest="recipe", required=True)
-    add_train_codec_command(recipes)
-    add_train_s2s_command(recipes)
-    judge = commands.add_parser("eval", help="evaluate the codec, the S2S model, end of turn")
-    evaluations = judge.add_subparsers(dest="evaluation", required=True)
-    add_eval_codec_command(evaluations)
-    add_eval_s2s_command(evaluations)
-    add_eval_eot_command(evaluations)
-
-
-def _add_models(p: argparse.ArgumentParser) -> None:
-    actions = p.add_subparsers(dest="action", required=True)
-    info = actions.add_parser("info", help="sizes, rates and parameter counts of each preset")
-    info.add_argument("--json", action="store_true", help="print one JSON document")
-    info.add_argument("--log-level", default="warning")
-    info.set_defaults(run=_models_info)
-    export = actions.add_parser("export", help="re-save a checkpoint for shipping")
-    export.add_argument("source", help="checkpoint directory (e.g. a training run)")
-    export.add_argument("target", help="directory to write")
-    export.add_argument(
-        "--dtype",
-        choices=["float16", "float32"],
-        default="float16",
-        help="storage precision of the weights",
-    )
-    export.add_argument(
-        "--codec",
-        help="take the codec from this checkpoint (trained further with `train codec "
-        "--decoder-only` from the source's codec)",
-    )
-    export.add_argument("--log-level", default="warning")
-    export.set_defaults(run=_models_export)
-    card = actions.add_parser(
-        "card", help="write a checkpoint's MODEL_CARD.md from its runs' logs and eval files"
-    )
-    card.add_argument("checkpoint", help="shipped checkpoint directory (holds eval-*.json)")
-    card.add_argument("--codec-run", required=True, help="the codec's training directory")
-    card.add_argument("--s2s-run", required=True, help="the S2S training directory")
-    card.add_argument("--data", required=True, help="the manifest the runs trained on")
-    card.add_argument(
-        "--command", default="make demo-model", help="the command that reproduces the model"
-    )
-    card.add_argument("--log-level", default="warning")
-    card.set_defaults(run=_models_card)
-
-
-def _models_card(args: argparse.Namespace) -> int:
-    from models.card import write_card
-
-    path = write_card(args.checkpoint, args.codec_run, args.s2s_run, args.data, args.command)
-    print(path)
-    return 0
-
-
-def _models_export(args: argparse.Namespace) -> int:
-    import torch
-
-    from models.loading import export
-
-    dtype = torch.float16 if args.dtype == "float16" else None
-    target = export(args.source, args.target, dtype, args.codec)
-    size = sum(f.stat().st_size for f in target.iterdir()) / 2**20
-    print(f"{target}: {size:.1f} MiB")
-    return 0
-
-
-def _models_info(args: argparse.Namespace) -> int:
-    from models.info import describe_presets
-
-    info = describe_presets()
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    for name, parts in info["presets"].items():
-        print(f"{name}:")
-        for part, facts in parts.items():
-            print(f"  {part:8} " + "  ".join(f"{k}={v}" for k, v in facts.items()))
-    return 0
-
-
-def _add_call(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", help="the agent, e.g. http://127.0.0.1:8080")
-    p.add_argument("--audio", required=True, help="WAV (any rate) to speak, in real time")
-    p.add_argument("--out", help="write everything heard back to this WAV (48 kHz)")
-    p.add_argument("--speaker")
-    p.add_argument("--emotion")
-    p.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
-    p.add_argument(
-        "--jitter",
-        choices=["adaptive", "skip", "aiortc"],
-        default="adaptive",
-        help="the caller's own receive path (as serve --jitter)",
-    )
-    p.add_argument(
-        "--turn-gap-ms",
-        type=float,
-        default=700,
-        help="pauses shorter than this stay inside one user turn",
-    )
-    p.add_argument(
-        "--ice-from-server",
-        action="store_true",
-        help="use the agent's /ice-config (STUN, TURN with fresh credentials)",
-    )
-    p.add_argument(
-        "--relay-only",
-        action="store_true",
-        help="gather TURN relay candidates only (implies --ice-from-server)",
-    )
-    p.add_argument(
-        "--api-token-file",
-        metavar="PATH",
-        help="the server's API token, in this file or in $API_TOKEN",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--log-level", default="warning")
-    p.set_defaults(run=_call)
-
-
-def _call(args: argparse.Namespace) -> int:
-    from agent.audio import WIRE_RATE, read_audio, write_audio
-    from agent.caller import call, fetch_ice_servers
-    from signaling.auth import load_token
-
-    pcm = read_audio(args.audio, WIRE_RATE)
-
-    token = load_token(args.api_token_file)
-
-    async def run() -> tuple:
-        servers = None
-        if args.ice_from_server or args.relay_only:
-            servers = await fetch_ice_servers(args.url, token)
-        return await call(
-            args.url,
-            pcm,
-            args.speaker,
-            args.emotion,
-            args.endpoint,
-            args.jitter,
-            args.turn_gap_ms,
-            ice_servers=servers,
-            relay_only=args.relay_only,
-            token=token,
-        )
-
-    report, heard = asyncio.run(run())
-    if args.out:
-        write_audio(args.out, heard, WIRE_RATE)
-    if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
-    else:
-        for turn in report.turns:
-            v2v = (
-                "no answer"
-                if turn.voice_to_voice_ms is None
-                else (
-                    f"voice_to_voice_ms={turn.voice_to_voice_ms:.1f} "
-                    f"answer_ms={turn.answer_duration_ms:.0f}"
-                )
-            )
-            stages = " ".join(f"{k}={v:g}" for k, v in turn.server.items())
-            print(f"turn {turn.turn} (speech ends {turn.speech_end_s:.2f} s): {v2v}  {stages}")
-    if report.answered == 0:
-        print("no answer arrived", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _add_turn(p: argparse.ArgumentParser) -> None:
-    from turn.cli import add_turn_arguments
-
-    add_turn_arguments(p)
 
 
 if __name__ == "__main__":

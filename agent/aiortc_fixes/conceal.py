@@ -1,12 +1,16 @@
 """Packet loss concealment on the receive path: lost Opus frames are rebuilt, not skipped.
 
 `ConcealingFeed` takes the receiver's place as the decoder stage. It decodes Opus with libopus
-(agent/opus_codec.py) and watches the RTP timestamps: when a frame arrives later on the
+(opus_codec.py) and watches the RTP timestamps: when a frame arrives later on the
 timeline than the previous one ended, the missing stretch is filled before the frame is
 decoded: the last missing frame from the in-band FEC copy the arriving packet carries (when
 the sender adds one), anything before that with libopus PLC. Gaps longer than
 `max_conceal_ms` (an outage, a new stream) are left as gaps. Decoding a 20 ms Opus frame takes
 tens of microseconds, so it runs where aiortc hands the frame over, on the event loop.
+
+Replaces (aiortc 1.16): the receiver's decoder stage (its decoder queue and thread, Opus
+through FFmpeg), which skips a lost frame. Delete when aiortc conceals lost audio frames with
+PLC and in-band FEC itself.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import numpy as np
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from agent.jitter import AudioJitterBuffer, DecoderFeed
-from agent.opus_codec import RATE, OpusDecoder, has_fec, packet_samples
+from agent.aiortc_fixes.jitter import AudioJitterBuffer, DecoderFeed
+from agent.aiortc_fixes.opus_codec import RATE, OpusDecoder, has_fec, packet_samples
 
 TIME_BASE = fractions.Fraction(1, RATE)
 HALF_RANGE = 2**31

@@ -10,11 +10,14 @@ packets do arrive late and shrinks again when they stop, and after a gap it skip
 packet and releases everything it held at once, so it never stays behind.
 aiortc's receiver takes one frame from the buffer per packet, so the frames released together
 are handed to the decoder through `DecoderFeed`, a drop-in for the receiver's decoder queue
-(agent/conceal.py's ConcealingFeed also rebuilds the skipped frames; agent/receive.py installs
-both).
+(conceal.py's ConcealingFeed also rebuilds the skipped frames; receive.py installs both).
 
 `MeasuredAiortcBuffer` keeps aiortc's own behaviour with the same hold-time measurement, for
 before/after comparisons (`--jitter aiortc`).
+
+Replaces (aiortc 1.16): the audio `JitterBuffer(capacity=16, prefetch=4)` that
+`RTCRtpReceiver` builds for itself. Delete when aiortc's audio receiver releases in-order
+packets without a prefetch hold (`--jitter aiortc` then measures no hold).
 """
 
 from __future__ import annotations
