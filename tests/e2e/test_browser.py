@@ -127,7 +127,7 @@ async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
 
             # ...and the page measured voice-to-voice itself
             await page.wait_for_function(
-                "window.agentCall.v2v.length > 0 && /^\\d+$/.test("
+                "() => window.agentCall.v2v.length > 0 && /^\\d+$/.test("
                 "document.getElementById('v2v-last').textContent.trim())",
                 timeout=15_000,
             )
