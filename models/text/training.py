@@ -4,9 +4,10 @@ trained on words generated from the corpus's text bank (nothing downloaded).
 The bank's text is every user paraphrase and answer, the openers and hesitations, and every
 slot template and slot answer with each *train* value (a validation or test value then
 becomes pieces that training text also has, never a piece of its own). BPE learns from its
-distinct words, each once: trained on running text, frequent words ("చేయండి", "మాట్లాడాలి")
-become whole pieces; trained on the words, it merges what words share, stems and suffixes
-("చేయ|ండి", "చేయ|ాలి"). Every Telugu letter and the Latin letters and digits are required
+distinct words, each repeated 1 + log2(its count) times: trained on running text, the
+frequent words ("చేయాలి", "మాట్లాడాలి") become whole pieces; trained on the words so damped,
+it merges what words share, stems and suffixes ("చేయ|ాలి", "మాట్లాడ|ాలి"), and only the most
+frequent words stay whole. Every Telugu letter and the Latin letters and digits are required
 pieces, so any Telugu or English text encodes without UNK. Training is single-threaded on
 sorted words: the same bank and vocabulary give the same model bytes.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import unicodedata
+from collections import Counter
 
 import sentencepiece
 
@@ -47,8 +50,9 @@ def bank_text() -> list[str]:
 
 
 def bank_words() -> list[str]:
-    """The distinct words of `bank_text`, sorted."""
-    return sorted({word for line in bank_text() for word in line.split()})
+    """The distinct words of `bank_text`, sorted, each 1 + floor(log2(count)) times."""
+    counts = Counter(word for line in bank_text() for word in line.split())
+    return [word for word in sorted(counts) for _ in range(1 + int(math.log2(counts[word])))]
 
 
 def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> Tokenizer:

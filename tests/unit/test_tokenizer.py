@@ -67,9 +67,10 @@ def test_special_ids_say_nothing(tokenizer):
 @pytest.mark.parametrize(
     ("stem", "words"),
     [
-        ("▁చేయ", ("చేయండి", "చేయాలి")),  # do: please do / must do
-        ("▁మాట్లాడ", ("మాట్లాడాలి", "మాట్లాడొచ్చా")),  # speak: must speak / may I speak
-        ("▁పంపి", ("పంపించండి", "పంపిస్తారా")),  # send: please send / will you send
+        ("▁చేయ", ("చేయాలి", "చేయట్లేదు")),  # do: must do / is not doing
+        ("▁మాట్లాడ", ("మాట్లాడాలి", "మాట్లాడతాను")),  # speak: must speak / I will speak
+        ("▁వెళ్ళ", ("వెళ్ళాలి", "వెళ్ళండి")),  # go: must go / please go
+        ("▁బాగు", ("బాగుంది", "బాగుందా")),  # good: it is good / is it good?
     ],
 )
 def test_inflected_words_share_their_stem_piece(tokenizer, stem, words):
