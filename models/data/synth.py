@@ -1,4 +1,6 @@
-"""The synthetic Telugu conversational corpus, spoken by espeak-ng (docs/data.md).
+"""The synthetic Telugu conversational corpus, spoken by espeak-ng (docs/data.md): the text
+bank's intents (models/data/bank.py) and the slot intents, whose answers say the user's value
+back (models/data/slots.py).
 
 Four personas (models.controls.SPEAKERS) are espeak-ng voice variants with their own pitch and
 rate; emotions are prosody (pitch, pitch range, rate, loudness) plus laughter for LAUGH and
