@@ -60,7 +60,7 @@ VALUES: dict[str, tuple[str, ...]] = {
         "రాజేష్",
         "భార్గవి",
         "చైతన్య",
-    ),  # fmt: skip
+    ),
     "city": (
         "హైదరాబాద్",
         "విజయవాడ",
@@ -92,7 +92,7 @@ VALUES: dict[str, tuple[str, ...]] = {
         "అరకు",
         "నంద్యాల",
         "సిద్దిపేట",
-    ),  # fmt: skip
+    ),
     "number": (
         "రెండు",
         "మూడు",
@@ -116,7 +116,7 @@ VALUES: dict[str, tuple[str, ...]] = {
         "ఎనభై",
         "తొంభై",
         "వంద",
-    ),  # fmt: skip
+    ),
     "time": tuple(
         f"{part} {hour}{half}" for part, hours in _HOURS for hour in hours for half in ("", "న్నర")
     ),
