@@ -86,15 +86,17 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     from models.eval.codec import add_eval_codec_command
     from models.eval.eot import add_eval_eot_command
     from models.eval.s2s import add_eval_s2s_command
+    from models.text.training import add_train_tokenizer_command
     from models.train.codec import add_train_codec_command
     from models.train.s2s import add_train_s2s_command
 
     data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
     add_data_commands(data.add_subparsers(dest="action", required=True))
-    train = commands.add_parser("train", help="train the codec or the S2S model")
+    train = commands.add_parser("train", help="train the codec, the S2S model or the tokenizer")
     recipes = train.add_subparsers(dest="recipe", required=True)
     add_train_codec_command(recipes)
     add_train_s2s_command(recipes)
+    add_train_tokenizer_command(recipes)
     judge = commands.add_parser("eval", help="evaluate the codec, the S2S model, end of turn")
     evaluations = judge.add_subparsers(dest="evaluation", required=True)
     add_eval_codec_command(evaluations)

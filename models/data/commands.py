@@ -9,7 +9,7 @@ import time
 from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
 from models.data.stats import format_stats, manifest_stats
-from models.data.synth import SMALL_CORPUS, synthesize_corpus
+from models.data.synth import SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
 
 
 def add_data_commands(actions: argparse._SubParsersAction) -> None:
@@ -46,6 +46,12 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
     synth.add_argument(
         "--answer-voices", type=int, default=2, help="personas speaking each answer (1-4)"
     )
+    synth.add_argument(
+        "--slot-values",
+        type=int,
+        help=f"values per slot type of the slot intents, split 70/15/15 (0: no slot intents; "
+        f"default {SLOT_VALUES}, {SMALL_CORPUS['slot_values']} with --small)",
+    )
     synth.add_argument("--workers", type=int, help="parallel renders (None: one per CPU)")
     synth.add_argument("--log-level", default="warning")
     synth.set_defaults(run=_synth)
@@ -81,6 +87,8 @@ def _synth(args: argparse.Namespace) -> int:
     options = dict(SMALL_CORPUS) if args.small else {}
     if args.paraphrases is not None:
         options["paraphrases_per_intent"] = args.paraphrases
+    if args.slot_values is not None:
+        options["slot_values"] = args.slot_values
     start = time.monotonic()
     manifest = synthesize_corpus(
         args.out_dir,

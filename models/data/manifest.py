@@ -126,15 +126,20 @@ def dialogue_pairs(entries: list[Entry]) -> list[tuple[Entry, Entry]]:
 
 def intent_pairs(entries: list[Entry]) -> list[tuple[Entry, Entry]]:
     """(user turn, agent answer) pairs of every user turn with every answer of the same
-    `extra["intent"]` and split: many answers per turn, told apart by their speaker and
-    emotion, which condition the model. Entries without an intent are left out."""
-    answers: dict[tuple[str, str], list[Entry]] = {}
+    `extra["intent"]`, `extra["value"]` (slot intents: the answer says the turn's value; absent
+    otherwise) and split: many answers per turn, told apart by their speaker and emotion, which
+    condition the model. Entries without an intent are left out."""
+
+    def group(entry: Entry) -> tuple[str, str | None, str]:
+        return entry.extra["intent"], entry.extra.get("value"), entry.split
+
+    answers: dict[tuple[str, str | None, str], list[Entry]] = {}
     for entry in entries:
         if entry.dialogue and entry.dialogue.role == "agent" and "intent" in entry.extra:
-            answers.setdefault((entry.extra["intent"], entry.split), []).append(entry)
+            answers.setdefault(group(entry), []).append(entry)
     return [
         (entry, answer)
         for entry in entries
         if entry.dialogue and entry.dialogue.role == "user" and "intent" in entry.extra
-        for answer in answers.get((entry.extra["intent"], entry.split), [])
+        for answer in answers.get(group(entry), [])
     ]

@@ -1,5 +1,7 @@
-"""What a manifest holds: files and hours by split, role, speaker and emotion, and, for corpora
-whose user turns carry `extra.intent`, how much a held-out turn's wording shares with training.
+"""What a manifest holds: files and hours by split, role, speaker and emotion; for corpora
+whose user turns carry `extra.intent`, how much a held-out turn's wording shares with training;
+for slot intents (`extra.slot`, `extra.value`), the values of each split and that held-out
+values are never in train.
 
 The wording figure bounds what any model trained on the manifest can learn about held-out
 turns: each validation or test user turn is given the intent of the train user turn whose
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from models.data.manifest import Entry
+from models.data.manifest import SPLITS, Entry
 from models.data.text import normalise
 
 
@@ -23,7 +25,7 @@ def trigrams(text: str) -> frozenset[str]:
     return frozenset(text[i : i + 3] for i in range(max(1, len(text) - 2)))
 
 
-def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
@@ -44,14 +46,33 @@ def nearest_intent_accuracy(entries: list[Entry]) -> dict[str, float]:
             hits = 0
             for text, intent in held_out:
                 grams = trigrams(text)
-                hits += max(train, key=lambda t: _similarity(grams, t[0]))[1] == intent
+                hits += max(train, key=lambda t: similarity(grams, t[0]))[1] == intent
             result[split] = hits / len(held_out)
     return result
 
 
+def slot_coverage(entries: list[Entry]) -> dict[str, Any]:
+    """For entries naming an `extra.slot` and `extra.value` (slot intents): the number of
+    distinct values of each slot type in each split, and for validation and test how many of
+    their values are also in train (0 when the value split holds). Empty when none does."""
+    values: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for e in entries:
+        if "slot" in e.extra and "value" in e.extra:
+            values[e.split].add((str(e.extra["slot"]), str(e.extra["value"])))
+    if not values:
+        return {}
+    return {
+        "values": {
+            split: dict(sorted(Counter(slot for slot, _ in values[split]).items()))
+            for split in SPLITS
+        },
+        "in_train": {split: len(values[split] & values["train"]) for split in SPLITS[1:]},
+    }
+
+
 def manifest_stats(entries: list[Entry]) -> dict[str, Any]:
     """Counts and hours of a manifest's entries, by split, role, speaker and emotion, with the
-    number of intents and `nearest_intent_accuracy`."""
+    number of intents, `nearest_intent_accuracy` and `slot_coverage`."""
     by: dict[str, Counter[str]] = {k: Counter() for k in ("split", "role", "speaker", "emotion")}
     hours: dict[str, Counter[str]] = {k: Counter() for k in by}
     for e in entries:
@@ -77,6 +98,7 @@ def manifest_stats(entries: list[Entry]) -> dict[str, Any]:
         },
         "intents": len(intents),
         "nearest_intent_accuracy": nearest_intent_accuracy(entries),
+        "slots": slot_coverage(entries),
     }
 
 
@@ -93,4 +115,11 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"{split} user turns whose most alike train wording has their intent: "
             f"{100 * accuracy:.1f} %"
         )
+    slots = stats.get("slots")
+    if slots:
+        for split, counts in slots["values"].items():
+            parts = ", ".join(f"{slot} {n}" for slot, n in counts.items())
+            lines.append(f"{split} slot values: {parts or 'none'}")
+        overlap = ", ".join(f"{split} {n}" for split, n in slots["in_train"].items())
+        lines.append(f"held-out slot values also in train: {overlap}")
     return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""The synthetic Telugu conversational corpus, spoken by espeak-ng (docs/data.md).
+"""The synthetic Telugu conversational corpus, spoken by espeak-ng (docs/data.md): the text
+bank's intents (models/data/bank.py) and the slot intents, whose answers say the user's value
+back (models/data/slots.py).
 
 Four personas (models.controls.SPEAKERS) are espeak-ng voice variants with their own pitch and
 rate; emotions are prosody (pitch, pitch range, rate, loudness) plus laughter for LAUGH and
@@ -8,7 +10,6 @@ clauses. Everything is 16 kHz mono, loudness-normalised, and a pure function of 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from models.controls import EMOTIONS
 from models.data.bank import HESITATIONS, INTENTS, OPENERS, Intent
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
+from models.data.slots import SLOT_INTENTS, VALUES, SlotIntent, values_for
+from models.data.wording import digest, wording_splits
 from models.speech.audio import MODEL_RATE, write_audio
 
 RATE = MODEL_RATE
@@ -34,10 +37,15 @@ BREATH_DB = -30.0
 USER_PAUSE_S = (0.2, 0.6)
 """Range of a pause between clauses of a user turn (people pause 150-600 ms)."""
 
+SLOT_VALUES = 20
+"""Values per slot type in the default corpus (models/data/slots.py: 14 train, 3 each held out)."""
+
 SMALL_CORPUS: dict[str, Any] = {
     "intents": 3,
     "paraphrases_per_intent": 3,
     "emotions": ("NEUTRAL", "LAUGH", "THINKING"),
+    "slot_intents": 2,
+    "slot_values": 4,
 }
 """Keyword arguments of synthesize_corpus for a corpus made in seconds (tests, --small)."""
 
@@ -193,13 +201,13 @@ def _answer_pause(clause: str, emotion: str, rng: np.random.Generator) -> float:
 
 
 def render_answer(
-    intent: Intent, persona: Persona, emotion: str, rng: np.random.Generator
+    answer: str, persona: Persona, emotion: str, rng: np.random.Generator
 ) -> tuple[str, np.ndarray]:
     """The agent's answer (transcript, audio) in a persona and emotion: the emotion's opener,
     its prosody, a laugh for LAUGH's opener, a hesitation mid-answer for THINKING."""
     prosody = PROSODY[emotion]
     opener = OPENERS[emotion].strip()
-    parts = ([opener] if opener else []) + clauses(intent.answer)
+    parts = ([opener] if opener else []) + clauses(answer)
     if emotion == "THINKING":  # a hesitation between two clauses of the answer, or after హ్మ్
         parts.insert(int(rng.integers(2, len(parts))) if len(parts) > 2 else 1, "ఊ...")
     pitch = persona.pitch + prosody.pitch
@@ -217,14 +225,11 @@ def render_answer(
     return " ".join(parts), pcm
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
-
-
 def hold_out(items: Sequence[str]) -> dict[str, str]:
-    """Split of each item: with three or more, about 10 % (at least one) each to test and
-    validation, the rest to train; chosen by hash, so the same whatever the seed."""
-    ranked = sorted(items, key=_digest)
+    """Split of each answer (voice and emotion of an intent): with three or more, about 10 %
+    (at least one) each to test and validation, the rest to train; chosen by hash, so the
+    same whatever the seed. User wordings are held out by models/data/wording.py."""
+    ranked = sorted(items, key=digest)
     held = max(1, round(len(items) * 0.1)) if len(items) >= 3 else 0
     return {
         item: "test" if i < held else "validation" if i < 2 * held else "train"
@@ -235,27 +240,25 @@ def hold_out(items: Sequence[str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class _Job:
     key: str
-    intent: Intent
+    role: str
+    text: str
+    """The user's wording, or the answer without its emotion's opener."""
     speaker: str
     emotion: str
     split: str
-    paraphrase: int | None = None
-    """Index into intent.paraphrases for a user turn; None for an answer."""
+    extra: dict[str, Any]
+    """The entry's extra: intent, paraphrase (user turns), slot and value (slot intents)."""
     pair: str | None = None
 
 
 def _render(job: _Job, out_dir: Path, seed: int) -> Entry:
-    rng = np.random.default_rng([seed, _digest(job.key)])
+    rng = np.random.default_rng([seed, digest(job.key)])
     persona = PERSONAS[job.speaker]
-    if job.paraphrase is None:
-        text, pcm = render_answer(job.intent, persona, job.emotion, rng)
-        role = "agent"
-        extra = {"intent": job.intent.name, "source": "synthetic"}
+    if job.role == "agent":
+        text, pcm = render_answer(job.text, persona, job.emotion, rng)
     else:
-        text, pcm = render_user(job.intent.paraphrases[job.paraphrase], persona, rng)
-        role = "user"
-        extra = {"intent": job.intent.name, "paraphrase": job.paraphrase, "source": "synthetic"}
-    audio = f"{role}/{job.key}.wav"
+        text, pcm = render_user(job.text, persona, rng)
+    audio = f"{job.role}/{job.key}.wav"
     write_audio(out_dir / audio, pcm, RATE)
     return Entry(
         audio=audio,
@@ -264,9 +267,9 @@ def _render(job: _Job, out_dir: Path, seed: int) -> Entry:
         speaker=job.speaker,
         emotion=job.emotion,
         split=job.split,
-        dialogue=Dialogue(id=job.key, role=role, pair=job.pair),
+        dialogue=Dialogue(id=job.key, role=job.role, pair=job.pair),
         key=job.key,
-        extra=extra,
+        extra={**job.extra, "source": "synthetic"},
     )
 
 
@@ -276,6 +279,12 @@ def _answer_voices(intent: int, emotion: int, count: int) -> list[str]:
     names = list(PERSONAS)
     step = len(names) // count if count <= len(names) // 2 else 1
     return [names[(intent + emotion + k * step) % len(names)] for k in range(count)]
+
+
+def _pick(key: str, candidates: list[str], seed: int) -> str:
+    """The answer a user turn is paired with: drawn from `candidates` by the seed and key."""
+    rng = np.random.default_rng([seed, digest(key), 1])
+    return sorted(candidates)[int(rng.integers(len(candidates)))]
 
 
 def _jobs(
@@ -294,19 +303,61 @@ def _jobs(
         }
         answers: dict[str, list[str]] = {}
         combo_splits = hold_out(list(combos))
+        extra = {"intent": intent.name}
         for combo, (speaker, emotion) in combos.items():
-            key = f"a-{combo}"
-            answers.setdefault(combo_splits[combo], []).append(key)
-            jobs.append(_Job(key, intent, speaker, emotion, combo_splits[combo]))
+            key, split = f"a-{combo}", combo_splits[combo]
+            answers.setdefault(split, []).append(key)
+            jobs.append(_Job(key, "agent", intent.answer, speaker, emotion, split, extra))
         texts = intent.paraphrases[:paraphrases]
-        splits = hold_out(texts)
+        splits = wording_splits(intent.name, texts)
         for index, text in enumerate(texts):
-            candidates = sorted(answers[splits[text]])
+            split = splits[text]
             for speaker in PERSONAS:
                 key = f"u-{intent.name}-{index:02d}-{speaker}"
-                rng = np.random.default_rng([seed, _digest(key), 1])
-                pair = candidates[int(rng.integers(len(candidates)))]
-                jobs.append(_Job(key, intent, speaker, "NEUTRAL", splits[text], index, pair))
+                pair = _pick(key, answers[split], seed)
+                turn = {**extra, "paraphrase": index}
+                jobs.append(_Job(key, "user", text, speaker, "NEUTRAL", split, turn, pair))
+    return jobs
+
+
+def _slot_jobs(
+    intents: Sequence[SlotIntent],
+    templates: int | None,
+    values: int,
+    emotions: Sequence[str],
+    answer_voices: int,
+    seed: int,
+) -> list[_Job]:
+    """Every value of a slot intent answered `answer_voices` times (voices and emotions
+    rotating) in the value's split; train values said in each train template by one voice
+    (rotating), held-out values in each held-out template of their split by every voice."""
+    names, jobs = list(PERSONAS), []
+    for i, intent in enumerate(intents):
+        texts = intent.templates[:templates]
+        splits = wording_splits(intent.name, texts)
+        for split, said in values_for(intent.slot, values).items():
+            for value in said:
+                v = VALUES[intent.slot].index(value)
+                extra = {"intent": intent.name, "slot": intent.slot, "value": value}
+                answers = []
+                for k, speaker in enumerate(_answer_voices(i, v, answer_voices)):
+                    emotion = emotions[(v + k) % len(emotions)]
+                    key = f"a-{intent.name}-v{v:02d}-{speaker}-{emotion.lower()}"
+                    answers.append(key)
+                    answer = intent.answer_with(value)
+                    jobs.append(_Job(key, "agent", answer, speaker, emotion, split, extra))
+                for t, text in enumerate(texts):
+                    if splits[text] != split:
+                        continue
+                    voices = names if split != "train" else [names[(v + t) % len(names)]]
+                    for speaker in voices:
+                        key = f"u-{intent.name}-{t:02d}-v{v:02d}-{speaker}"
+                        turn = {**extra, "paraphrase": t}
+                        said_text = intent.say(t, value)
+                        pair = _pick(key, answers, seed)
+                        jobs.append(
+                            _Job(key, "user", said_text, speaker, "NEUTRAL", split, turn, pair)
+                        )
     return jobs
 
 
@@ -318,14 +369,19 @@ def synthesize_corpus(
     emotions: Sequence[str] = EMOTIONS,
     answer_voices: int = 2,
     workers: int | None = None,
+    slot_intents: int | None = None,
+    slot_values: int = SLOT_VALUES,
 ) -> Path:
     """Speak the bank into `out_dir` (user/, agent/, manifest.jsonl); returns the manifest.
 
     Every paraphrase (the first `paraphrases_per_intent` of the first `intents` intents; all
     by default) in all four voices, paired with one answer of its intent from the same split;
     every answer in each of `emotions`, each spoken by `answer_voices` personas (1-4, rotating).
-    Paraphrases and answers are split by hash (see hold_out); the same seed gives
-    byte-identical files, whatever `workers`.
+    Then the first `slot_intents` slot intents (all by default), with about `slot_values`
+    values each (0: none), split by value (models/data/slots.py; see _slot_jobs).
+    Answers are split by hash (hold_out), user wordings so that held-out ones share content
+    words with training (models/data/wording.py); the same seed gives byte-identical files,
+    whatever `workers`.
     """
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
@@ -337,6 +393,11 @@ def synthesize_corpus(
     for folder in ("user", "agent"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     jobs = _jobs(INTENTS[:intents], paraphrases_per_intent, emotions, answer_voices, seed)
+    if slot_values > 0:
+        slots = SLOT_INTENTS[:slot_intents]
+        jobs += _slot_jobs(
+            slots, paraphrases_per_intent, slot_values, emotions, answer_voices, seed
+        )
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         entries = list(pool.map(lambda job: _render(job, out, seed), jobs))
     manifest = out / "manifest.jsonl"

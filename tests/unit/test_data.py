@@ -26,7 +26,8 @@ from models.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from models.data.stats import manifest_stats, nearest_intent_accuracy, trigrams
+from models.data.slots import SLOT_INTENTS, VALUES, value_splits, values_for
+from models.data.stats import manifest_stats, nearest_intent_accuracy, slot_coverage, trigrams
 from models.data.synth import (
     PERSONAS,
     PROSODY,
@@ -34,11 +35,11 @@ from models.data.synth import (
     TARGET_DB,
     clauses,
     espeak,
-    hold_out,
     render_answer,
     speech_level_db,
     synthesize_corpus,
 )
+from models.data.wording import content_words, wording_splits
 from models.speech.audio import write_audio
 
 TELUGU = re.compile(r"[\u0C00-\u0C7F]")
@@ -178,9 +179,66 @@ def test_bank_has_intents_paraphrases_and_answers_for_every_emotion():
 
 
 def test_hold_out_puts_every_intent_in_every_split():
-    for intent in INTENTS:
-        splits = hold_out(intent.paraphrases)
-        assert set(splits.values()) == set(SPLITS), intent.name
+    for name, texts in [(i.name, i.paraphrases) for i in INTENTS] + [
+        (i.name, i.templates) for i in SLOT_INTENTS
+    ]:
+        splits = wording_splits(name, texts)
+        assert set(splits.values()) == set(SPLITS), name
+
+
+def test_held_out_wordings_share_content_words_with_train():
+    sharing = total = 0
+    for name, texts in [(i.name, i.paraphrases) for i in INTENTS] + [
+        (i.name, i.templates) for i in SLOT_INTENTS
+    ]:
+        splits = wording_splits(name, texts)
+        train = set().union(*(content_words(t) for t in texts if splits[t] == "train"))
+        for text in (t for t in texts if splits[t] == "test"):
+            total += 1
+            sharing += bool(content_words(text) & train)
+    assert sharing / total > 0.7
+    greeting = wording_splits(INTENTS[0].name, INTENTS[0].paraphrases)
+    assert greeting["నమస్కారం!"] != "test"  # it shares no word with the other greetings
+
+
+# --- slot intents ----------------------------------------------------------------------------
+
+
+def test_slot_value_splits_are_disjoint_stable_and_seventy_fifteen_fifteen():
+    for intent in SLOT_INTENTS:
+        splits = value_splits(intent.slot)
+        values = [v for split in SPLITS for v in splits[split]]
+        assert sorted(values) == sorted(VALUES[intent.slot])
+        assert len(set(values)) == len(values)  # disjoint, no value twice
+        assert len(splits["train"]) / len(values) == pytest.approx(0.7, abs=0.06)
+        assert len(splits["test"]) >= 3 and len(splits["validation"]) >= 3
+        value_splits.cache_clear()
+        assert value_splits(intent.slot) == splits  # the same split again
+        some = values_for(intent.slot, 4)
+        assert [len(some[s]) for s in SPLITS] == [3, 1, 1]
+        assert all(set(some[s]) <= set(splits[s]) for s in SPLITS)
+    for intent in SLOT_INTENTS:
+        for template in range(len(intent.templates)):
+            assert intent.say(template, "రాము").count("రాము") == 1
+        assert "రాము" in intent.answer_with("రాము")
+
+
+def test_slot_turns_say_their_value_and_their_answers_say_it_back(corpus):
+    entries = read_manifest(corpus)
+    slots = [e for e in entries if "slot" in e.extra]
+    assert {e.extra["intent"] for e in slots} == {
+        i.name for i in SLOT_INTENTS[: SMALL_CORPUS["slot_intents"]]
+    }
+    assert {e.dialogue.role for e in slots} == {"user", "agent"}
+    for entry in slots:
+        assert entry.extra["value"] in entry.text
+        assert entry.extra["value"] in VALUES[entry.extra["slot"]]
+    for user, answer in intent_pairs(entries):
+        if "slot" in user.extra:
+            assert answer.extra["value"] == user.extra["value"] and answer.split == user.split
+    coverage = slot_coverage(entries)
+    assert coverage["in_train"] == {"validation": 0, "test": 0}
+    assert all(coverage["values"][split] for split in SPLITS)
 
 
 # --- the synthetic corpus --------------------------------------------------------------------
@@ -211,10 +269,12 @@ def test_same_seed_same_bytes_other_seed_other_audio(corpus, tmp_path):
 
 def test_splits_hold_out_user_paraphrases(corpus):
     users = [e for e in read_manifest(corpus) if e.dialogue.role == "user"]
-    by_intent = {i.name: i for i in INTENTS}
+    by_intent = {i.name: i.paraphrases for i in INTENTS}
+    by_intent.update({i.name: i.templates for i in SLOT_INTENTS})
     said = {s: set() for s in SPLITS}
     for e in users:
-        paraphrase = by_intent[e.extra["intent"]].paraphrases[e.extra["paraphrase"]]
+        wording = by_intent[e.extra["intent"]][e.extra["paraphrase"]]
+        paraphrase = wording.format(value=e.extra.get("value"))
         assert paraphrase in e.text
         said[e.split].add(paraphrase)
     train_texts = [e.text for e in users if e.split == "train"]
@@ -224,7 +284,9 @@ def test_splits_hold_out_user_paraphrases(corpus):
     assert not said["validation"] & said["test"]
     for split in SPLITS:
         assert {e.extra["intent"] for e in users if e.split == split} == {
-            i.name for i in INTENTS[: SMALL_CORPUS["intents"]]
+            i.name
+            for i in INTENTS[: SMALL_CORPUS["intents"]]
+            + SLOT_INTENTS[: SMALL_CORPUS["slot_intents"]]
         }
     assert {e.speaker for e in users} == set(SPEAKERS)
 
@@ -238,8 +300,11 @@ def test_dialogue_pairs_resolve_within_each_split(corpus):
         for user, agent in pairs:
             assert agent.dialogue.role == "agent"
             assert agent.extra["intent"] == user.extra["intent"]
-            answer = next(i.answer for i in INTENTS if i.name == user.extra["intent"])
-            assert all(clause in agent.text for clause in clauses(answer))
+            answers = {i.name: i.answer for i in INTENTS}
+            answers.update(
+                {i.name: i.answer_with(str(user.extra.get("value"))) for i in SLOT_INTENTS}
+            )
+            assert all(clause in agent.text for clause in clauses(answers[user.extra["intent"]]))
 
 
 def test_intent_pairs_give_each_turn_every_answer_of_its_intent_and_split(corpus):
@@ -257,6 +322,7 @@ def test_intent_pairs_give_each_turn_every_answer_of_its_intent_and_split(corpus
             if a.dialogue.role == "agent"
             and a.split == user.split
             and a.extra["intent"] == user.extra["intent"]
+            and a.extra.get("value") == user.extra.get("value")
         }
         assert {a.key for u, a in pairs if u.key == user.key} == expected
 
@@ -295,7 +361,7 @@ def test_personas_are_distinct_voices():
 def test_emotions_change_pitch_and_laughter_adds_audio():
     intent, persona = INTENTS[0], PERSONAS["female_1"]
     rendered = {
-        e: render_answer(intent, persona, e, np.random.default_rng(0))[1]
+        e: render_answer(intent.answer, persona, e, np.random.default_rng(0))[1]
         for e in ("NEUTRAL", "EXCITED", "EMPATHY", "LAUGH")
     }
     f0 = {e: median_f0(pcm) for e, pcm in rendered.items()}
