@@ -4,6 +4,7 @@ timings, checkpoints, training and the `transcribe` / `eval asr` commands."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,16 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize_corpus(tmp_path_factory.mktemp("corpus"), seed=0, **SMALL_CORPUS)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny networks gain nothing from more threads and lose much on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_training_lowers_the_loss_and_resumes(small_corpus: Path, tmp_path: Path) -> None:
     options = {"batch_size": 4, "lr": 3e-3, "config": TINY, "log_every": 4, "eval_every": 8}
     first = train_asr(small_corpus, tmp_path, steps=8, progress=False, **options)
@@ -141,15 +152,17 @@ def test_transcribe_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert 0.0 <= word["start"] < word["end"] <= result["duration_s"] + 0.05
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_shipped_recognizer_on_held_out_speech() -> None:
-    """Test-split paraphrases (never heard in training), spoken now by espeak-ng."""
+    """Test-split paraphrases (never heard in training), spoken now by espeak-ng: the shipped
+    recognizer's user-turn test CER is about 10 % (eval-asr.json); a few short clips vary."""
     model = load_recognizer(SHIPPED)
     rates = ErrorRates()
     voices = list(PERSONAS.values())
-    for number, intent in enumerate(INTENTS[:4]):
+    for number, intent in enumerate(INTENTS[:8]):
         splits = hold_out(intent.paraphrases)
         text = next(t for t in intent.paraphrases if splits[t] == "test")
         voice = voices[number % len(voices)]
         rates.add(text, transcribe(model, espeak(text, voice.voice, voice.speed, voice.pitch)).text)
     assert model.config.sample_rate == RATE
-    assert rates.cer < 0.2
+    assert rates.cer < 0.25
