@@ -24,8 +24,7 @@ class ASRState:
     """A stream in progress."""
 
     samples: Tensor
-    """(batch, < window - hop + hop): audio not yet turned into feature frames, with the
-    left context the next frame needs."""
+    """(batch, window - hop .. window - 1): the audio the next feature frame starts with."""
     convs: list[Tensor]
     """The front end's caches."""
     hidden: Tensor
@@ -59,7 +58,7 @@ class Recognizer(nn.Module):
     def from_features(
         self, features: Tensor, state: ASRState | None = None
     ) -> tuple[Tensor, list[Tensor], Tensor]:
-        """Normalised-on-the-fly feature frames (batch, frames, mels) -> logits, conv caches,
+        """Log-mel frames (batch, frames, mels), normalised here -> logits, conv caches,
         GRU hidden (starting from `state`'s, or from a fresh stream)."""
         batch = features.shape[0]
         convs = self.front.empty_caches(batch, features) if state is None else state.convs

@@ -20,7 +20,6 @@ class StreamingTranscriber:
         self.model = model
         self.state = model.init_state(1)
         self.decoder = GreedyDecoder(Vocabulary(model.config.letters), model.config.frame_s)
-        self.samples = 0
 
     @torch.inference_mode()
     def push(self, pcm: np.ndarray) -> None:
@@ -28,7 +27,6 @@ class StreamingTranscriber:
         audio = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
         logits, self.state = self.model.stream(audio, self.state)
         self.decoder.push(logits[0])
-        self.samples += len(pcm)
 
     def transcript(self) -> Transcript:
         """Everything recognised so far."""

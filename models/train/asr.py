@@ -106,7 +106,9 @@ def pad_features(clips: list[Clip]) -> tuple[Tensor, Tensor]:
     return padded, lengths
 
 
-def spec_augment(features: Tensor, lengths: Tensor, fill: Tensor, generator: torch.Generator):
+def spec_augment(
+    features: Tensor, lengths: Tensor, fill: Tensor, generator: torch.Generator
+) -> Tensor:
     """One frequency and one time mask per clip, set to `fill` (the mean: 0 once normalised)."""
     features = features.clone()
     mels = features.shape[2]
@@ -131,7 +133,9 @@ def ctc_loss(model: Recognizer, features: Tensor, lengths: Tensor, clips: list[C
 
 
 @torch.no_grad()
-def validate(model: Recognizer, clips: list[Clip], batch_size: int, device: torch.device):
+def validate(
+    model: Recognizer, clips: list[Clip], batch_size: int, device: torch.device
+) -> dict[str, float]:
     """CER and WER of greedy decoding over `clips`."""
     model.eval()
     vocab = Vocabulary(model.config.letters)
