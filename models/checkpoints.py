@@ -1,9 +1,10 @@
 """Model checkpoints: one safetensors file per module plus config.json.
 
 A checkpoint directory holds `<name>.safetensors` for each saved module and `config.json` with
-the format version, the model configuration (S2SConfig.to_dict()), the module names and any
-extra metadata (training step, metrics, ...). Files are written to a temporary name and
-renamed, config.json last, so an interrupted save never leaves a half-written file behind.
+the format version, the model configuration (S2SConfig.to_dict() or ASRConfig.to_dict()), the
+module names and any extra metadata (training step, metrics, ...). Files are written to a
+temporary name and renamed, config.json last, so an interrupted save never leaves a
+half-written file behind.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -26,6 +27,12 @@ CONFIG_FILE = "config.json"
 SUFFIX = ".safetensors"
 SHOWN = 5
 """Problems of each kind listed in an error message."""
+
+
+class SavedConfig(Protocol):
+    """A model configuration that a checkpoint can hold (S2SConfig, ASRConfig)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class CheckpointError(ValueError):
@@ -60,7 +67,7 @@ def _tensors(module: nn.Module, storage_dtype: torch.dtype | None) -> dict[str, 
 def save_checkpoint(
     directory: str | Path,
     modules: dict[str, nn.Module],
-    config: S2SConfig,
+    config: SavedConfig,
     extra: dict[str, Any] | None = None,
     storage_dtype: torch.dtype | None = None,
 ) -> Path:
@@ -109,8 +116,16 @@ def _manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def load_config_data(directory: str | Path) -> dict[str, Any]:
+    """The model configuration a checkpoint was saved with, as its to_dict() wrote it."""
+    config = _manifest(directory).get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{directory}: {CONFIG_FILE} holds no model config")
+    return config
+
+
 def load_config(directory: str | Path) -> S2SConfig:
-    """The model configuration a checkpoint was saved with."""
+    """The S2S model configuration a checkpoint was saved with."""
     manifest = _manifest(directory)
     try:
         return S2SConfig.from_dict(manifest["config"])

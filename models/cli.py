@@ -1,7 +1,7 @@
-"""`telugu-s2s models | data | train | eval`: the command groups that make a model, judge it
-and ship it. Each recipe's own options live beside it (models/data/commands.py,
-models/train/*.py, models/eval/*.py); signaling/cli.py adds these groups to the console
-script."""
+"""`telugu-s2s models | data | train | eval | transcribe`: the command groups that make a
+model, judge it, ship it and run the recognizer. Each recipe's own options live beside it
+(models/data/commands.py, models/train/*.py, models/eval/*.py, models/asr/commands.py);
+signaling/cli.py adds these groups to the console script."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def add_models_commands(p: argparse.ArgumentParser) -> None:
     info.add_argument("--json", action="store_true", help="print one JSON document")
     info.add_argument("--log-level", default="warning")
     info.set_defaults(run=_models_info)
-    export = actions.add_parser("export", help="re-save a checkpoint for shipping")
+    export = actions.add_parser(
+        "export", help="re-save a checkpoint (S2S model or recognizer) for shipping"
+    )
     export.add_argument("source", help="checkpoint directory (e.g. a training run)")
     export.add_argument("target", help="directory to write")
     export.add_argument(
@@ -57,10 +59,14 @@ def _models_card(args: argparse.Namespace) -> int:
 def _models_export(args: argparse.Namespace) -> int:
     import torch
 
+    from models.asr.checkpoint import export_recognizer, is_recognizer
     from models.loading import export
 
     dtype = torch.float16 if args.dtype == "float16" else None
-    target = export(args.source, args.target, dtype, args.codec)
+    if is_recognizer(args.source):
+        target = export_recognizer(args.source, args.target, dtype)
+    else:
+        target = export(args.source, args.target, dtype, args.codec)
     size = sum(f.stat().st_size for f in target.iterdir()) / 2**20
     print(f"{target}: {size:.1f} MiB")
     return 0
@@ -81,24 +87,35 @@ def _models_info(args: argparse.Namespace) -> int:
 
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
-    """`data`, `train` and `eval`: the commands that make and judge a model."""
+    """`data`, `train`, `eval` and `transcribe`: the commands that make, judge and run a
+    model."""
+    from models.asr.commands import add_transcribe_command
     from models.data.commands import add_data_commands
+    from models.eval.asr import add_eval_asr_command
     from models.eval.codec import add_eval_codec_command
     from models.eval.eot import add_eval_eot_command
     from models.eval.s2s import add_eval_s2s_command
     from models.text.training import add_train_tokenizer_command
+    from models.train.asr import add_train_asr_command
     from models.train.codec import add_train_codec_command
     from models.train.s2s import add_train_s2s_command
 
     data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
     add_data_commands(data.add_subparsers(dest="action", required=True))
-    train = commands.add_parser("train", help="train the codec, the S2S model or the tokenizer")
+    train = commands.add_parser(
+        "train", help="train the codec, the S2S model, the recognizer or the tokenizer"
+    )
     recipes = train.add_subparsers(dest="recipe", required=True)
     add_train_codec_command(recipes)
     add_train_s2s_command(recipes)
+    add_train_asr_command(recipes)
     add_train_tokenizer_command(recipes)
-    judge = commands.add_parser("eval", help="evaluate the codec, the S2S model, end of turn")
+    judge = commands.add_parser(
+        "eval", help="evaluate the codec, the S2S model, end of turn, the recognizer"
+    )
     evaluations = judge.add_subparsers(dest="evaluation", required=True)
     add_eval_codec_command(evaluations)
     add_eval_s2s_command(evaluations)
     add_eval_eot_command(evaluations)
+    add_eval_asr_command(evaluations)
+    add_transcribe_command(commands)

@@ -1,6 +1,6 @@
 """`telugu-s2s`: the composition root. It builds the server (`serve`, here) and puts the
 other command groups together, each defined beside what it drives: `call` (agent/caller/cli.py),
-`models`, `data`, `train`, `eval` (models/cli.py) and `turn` (turn/cli.py)."""
+`models`, `data`, `train`, `eval`, `transcribe` (models/cli.py) and `turn` (turn/cli.py)."""
 
 from __future__ import annotations
 
