@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -40,12 +41,14 @@ class OriginPolicy:
 
     def allows(self, origin: str, host: str) -> bool:
         """Whether a script on `origin` may call a server reached as `host`."""
-        if _same_host(origin, host):
-            return True
-        return ANY_ORIGIN in self.allowed or normalise(origin) in self.allowed_normalised
+        return _same_host(origin, host) or self.allows_other(origin)
 
-    @property
-    def allowed_normalised(self) -> frozenset[str]:
+    def allows_other(self, origin: str) -> bool:
+        """Whether `origin`, not the page's own, is on the allow-list."""
+        return ANY_ORIGIN in self.allowed or normalise(origin) in self._normalised
+
+    @cached_property
+    def _normalised(self) -> frozenset[str]:
         return frozenset(normalise(o) for o in self.allowed if o != ANY_ORIGIN)
 
 
@@ -99,11 +102,11 @@ def origin_check(policy: OriginPolicy) -> Callable:
         origin = request.headers.get("Origin")
         if origin is None:
             return await handler(request)
-        if not policy.allows(origin, request.host):
+        cross = not _same_host(origin, request.host)
+        if cross and not policy.allows_other(origin):
             return ClientError(
                 403, "origin_not_allowed", f"pages of origin {shown(origin)} may not use this API"
             ).response()
-        cross = not _same_host(origin, request.host)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             headers = {
                 **_cors_headers(origin),
