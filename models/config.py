@@ -91,6 +91,30 @@ class DecoderConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """The text streams inside the transformer (Moshi's inner monologue, and the user's words).
+
+    The user's words, as the streaming recognizer hears them and the tokenizer cuts them, join
+    the decoder's memory beside the encoder's acoustic steps; the decoder emits one text token
+    per step (a piece of the answer, or PAD) in parallel with the step's coarse codes, and reads
+    it back at the next step. `vocab_size` 0 is the codes-only model of the design document."""
+
+    vocab_size: int = 0
+    """Tokenizer pieces (models.text); 0 = no text streams."""
+    lead_steps: int = 2
+    """In training, a word's first piece sits this many steps before its audio starts, so the
+    audio of a step is predicted from text already emitted."""
+    max_user_tokens: int = 96
+    """Longest user turn, in pieces (older pieces are dropped)."""
+    text_weight: float = 1.0
+    """Weight of the text stream's cross-entropy beside the codes' mean cross-entropy."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.vocab_size > 0
+
+
+@dataclass(frozen=True)
 class S2SConfig:
     """The whole model: codec, encoder, decoder, and how they meet."""
 
@@ -104,6 +128,7 @@ class S2SConfig:
     emotions: tuple[str, ...] = EMOTIONS
     speaker_embedding_dim: int = 256
     """Size of the zero-shot speaker embedding mapped into the speaker space."""
+    text: TextConfig = field(default_factory=TextConfig)
 
     @property
     def step_ms(self) -> float:
@@ -132,10 +157,11 @@ class S2SConfig:
             speakers=tuple(data["speakers"]),
             emotions=tuple(data["emotions"]),
             speaker_embedding_dim=data["speaker_embedding_dim"],
+            text=TextConfig(**data.get("text", {})),
         )
 
 
-SEED = S2SConfig(name="seed")
+SEED = S2SConfig(name="seed", text=TextConfig(vocab_size=512))
 
 DEMO = S2SConfig(
     name="demo",
@@ -148,6 +174,7 @@ DEMO = S2SConfig(
     encoder=EncoderConfig(layers=4, dim=192, heads=4, conv_kernel=15, ff_mult=2),
     decoder=DecoderConfig(layers=4, dim=256, heads=4, mlp_ratio=3, max_steps=1024),
     frames_per_step=4,
+    text=TextConfig(vocab_size=512),
 )
 
 PRESETS: dict[str, S2SConfig] = {"seed": SEED, "demo": DEMO}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,9 @@ def export_recognizer(
     """Re-save a recognizer for shipping (e.g. float16 storage)."""
     extra = {**load_extra(source), "exported_from": Path(source).name}
     return save_recognizer(target, load_recognizer(source), extra, storage_dtype)
+
+
+def recognizer_sha256(directory: str | Path = SHIPPED) -> str:
+    """Fingerprint of a recognizer checkpoint's weights file (what an S2S checkpoint trained
+    on its hearing records)."""
+    return hashlib.sha256((Path(directory) / f"{MODULE}.safetensors").read_bytes()).hexdigest()

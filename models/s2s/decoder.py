@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -31,18 +32,37 @@ from models.config import S2SConfig
 from models.modules.attention import RotaryEmbedding, attend
 from models.s2s.conditioning import Conditioning
 from models.s2s.delay import (
+    TEXT_PAD,
     Vocabulary,
     append_eos,
     apply_delay,
     check_delays,
     shift_right,
+    text_inputs,
+    text_targets,
     to_steps,
     undo_delay,
 )
 from models.s2s.kv_cache import DecoderCache, MemoryCache
 from models.s2s.sampling import Sampling, sample
+from models.text.tokenizer import BOS, EOS, UNK
 
 MemoryKV = tuple[Tensor, Tensor, Tensor | None]
+Stepper = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
+"""One decoder position: (codes, text token) of the previous one -> (code, text) logits."""
+TEXT_NEVER = (UNK, BOS, EOS)
+"""Tokenizer ids the text stream never emits."""
+
+
+class AnswerStep(NamedTuple):
+    """One generated answer step."""
+
+    codes: Tensor
+    """(batch, Q, G) codes of the step's frames."""
+    text: Tensor | None
+    """(batch,) the step's text token (a piece, PAD or EPAD); None without a text stream."""
+
+
 """A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
 
 
@@ -140,6 +160,11 @@ class StreamingDecoder(nn.Module):
         )
         self.norm = nn.LayerNorm(dec.dim)
         self.output = nn.Linear(dec.dim, tables * self.vocab.size)
+        self.text_vocab = config.text.vocab_size
+        self.text_embedding = nn.Embedding(self.text_vocab, dec.dim) if self.text_vocab else None
+        """The inner monologue read back: the previous position's text token."""
+        self.text_output = nn.Linear(dec.dim, self.text_vocab) if self.text_vocab else None
+        """The inner monologue: a text token (a piece, PAD or EPAD) per step."""
         self.apply(_init_weights)
 
     # -- building blocks -------------------------------------------------------------------
@@ -149,12 +174,42 @@ class StreamingDecoder(nn.Module):
         embeddings."""
         return self.embeddings(tokens + self.offsets[:, None, :]).sum(dim=(1, 3))
 
-    def _project(self, x: Tensor) -> Tensor:
+    def project_codes(self, x: Tensor) -> Tensor:
         """(batch, P, dim) -> logits (batch, Q, P, G, vocab)."""
         batch, positions, _ = x.shape
         logits = self.output(self.norm(x))
         logits = logits.view(batch, positions, self.quantizers, self.frames_per_step, -1)
         return logits.transpose(1, 2)
+
+    def hidden(
+        self,
+        inputs: Tensor,
+        memory: Tensor,
+        condition: Tensor,
+        memory_mask: Tensor | None = None,
+        input_dropout: float = 0.0,
+        text: Tensor | None = None,
+    ) -> Tensor:
+        """Uncached pass over delayed input tokens (batch, Q, P, G) -> the last hidden states
+        (batch, P, dim); `project_codes` and `text_logits` read them out.
+
+        memory: (batch, S, encoder dim); condition: (batch, dim); memory_mask: (batch, S) bool,
+        True for real memory steps; text: (batch, P) input text tokens (the previous
+        position's), for a decoder with a text stream. In training, `input_dropout` is the
+        probability that a position's input codes are dropped (their embedding zeroed; the
+        text token and the conditioning kept), so that the decoder cannot lean on the previous
+        codes alone (Tacotron's pre-net dropout plays this part there)."""
+        x = self.embed(inputs)
+        if self.training and input_dropout > 0:
+            keep = torch.rand(x.shape[:2], device=x.device) >= input_dropout
+            x = x * keep[..., None].to(x.dtype)
+        x = x + condition[:, None] + self._embed_text(text, x)
+        positions = torch.arange(x.shape[1], device=x.device)
+        mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        for layer in self.layers:
+            keys, values = layer.project_memory(memory)
+            x = layer(x, self.rope, positions, (keys, values, mask))
+        return x
 
     def logits(
         self,
@@ -163,26 +218,29 @@ class StreamingDecoder(nn.Module):
         condition: Tensor,
         memory_mask: Tensor | None = None,
         input_dropout: float = 0.0,
+        text: Tensor | None = None,
     ) -> Tensor:
-        """Uncached pass over delayed input tokens (batch, Q, P, G) -> logits
-        (batch, Q, P, G, vocab) at the same positions.
+        """Code logits (batch, Q, P, G, vocab) of `hidden`'s pass at the same positions."""
+        return self.project_codes(
+            self.hidden(inputs, memory, condition, memory_mask, input_dropout, text)
+        )
 
-        memory: (batch, S, encoder dim); condition: (batch, dim); memory_mask: (batch, S) bool,
-        True for real memory steps. In training, `input_dropout` is the probability that a
-        position's input tokens are dropped (its embedding zeroed, the conditioning kept), so
-        that the decoder cannot lean on the previous codes alone (Tacotron's pre-net dropout
-        plays this part there)."""
-        x = self.embed(inputs)
-        if self.training and input_dropout > 0:
-            keep = torch.rand(x.shape[:2], device=x.device) >= input_dropout
-            x = x * keep[..., None].to(x.dtype)
-        x = x + condition[:, None]
-        positions = torch.arange(x.shape[1], device=x.device)
-        mask = None if memory_mask is None else memory_mask[:, None, None, :]
-        for layer in self.layers:
-            keys, values = layer.project_memory(memory)
-            x = layer(x, self.rope, positions, (keys, values, mask))
-        return self._project(x)
+    def text_logits(self, hidden: Tensor) -> Tensor:
+        """(batch, P, dim) hidden states -> (batch, P, text vocab) text-stream logits."""
+        if self.text_output is None:
+            raise ValueError("this decoder has no text stream")
+        return self.text_output(self.norm(hidden))
+
+    def _embed_text(self, text: Tensor | None, like: Tensor) -> Tensor | float:
+        """The text tokens' embeddings (batch, P, dim), 0 without a text stream; a decoder
+        with one needs them."""
+        if self.text_embedding is None:
+            if text is not None:
+                raise ValueError("this decoder has no text stream")
+            return 0.0
+        if text is None:
+            raise ValueError("this decoder reads its text stream: pass the text tokens")
+        return self.text_embedding(text).to(like.dtype)
 
     def condition(
         self, speaker: Tensor, emotion: Tensor, dropout: float = 0.0, null: bool = False
@@ -220,19 +278,22 @@ class StreamingDecoder(nn.Module):
         emotion: Tensor,
         memory_mask: Tensor | None = None,
         lengths: Tensor | None = None,
+        text: Tensor | None = None,
     ) -> Tensor:
         """Teacher-forced logits (batch, Q, F + G, vocab) for answer codes (batch, Q, F).
 
         Frame f of the logits predicts frame f of `targets(codes, lengths)`: the F answer
         frames, then one step of G frames whose target is EOS. lengths: (batch,) answer
-        lengths in steps, for batches of answers padded to F frames."""
+        lengths in steps, for batches of answers padded to F frames. text: (batch, F // G)
+        the answer's text token per step, for a decoder with a text stream."""
         if codes.shape[1] != self.quantizers:
             raise ValueError(f"expected {self.quantizers} codebooks, got {codes.shape[1]}")
+        inputs = self.inputs(codes, lengths)
+        text_in = None
+        if text is not None:
+            text_in = text_inputs(text_targets(text, lengths, inputs.shape[2]))
         logits = self.logits(
-            self.inputs(codes, lengths),
-            memory,
-            self.conditioning(speaker, emotion),
-            memory_mask,
+            inputs, memory, self.conditioning(speaker, emotion), memory_mask, text=text_in
         )
         return undo_delay(logits, self.delays).flatten(2, 3)
 
@@ -312,17 +373,27 @@ class StreamingDecoder(nn.Module):
             static=static,
         )
 
-    def step(self, cache: DecoderCache, tokens: Tensor) -> Tensor:
+    def step(self, cache: DecoderCache, tokens: Tensor, text: Tensor | None = None) -> Tensor:
         """Run one position: tokens (batch, Q, G) of the previous position (all PAD at
-        position 0) -> logits (batch, Q, G, vocab); advances the cache."""
+        position 0), and its text token (batch,) for a decoder with a text stream -> code
+        logits (batch, Q, G, vocab); advances the cache."""
+        return self.step_logits(cache, tokens, text)[0]
+
+    def step_logits(
+        self, cache: DecoderCache, tokens: Tensor, text: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """`step`, returning the text-stream logits (batch, text vocab) too (None without a
+        text stream)."""
         cache.check_room()
         x = self.embed(tokens[:, :, None]) + cache.condition[:, None]
+        x = x + self._embed_text(None if text is None else text[:, None], x)
         self_mask = cache.self_mask()
         for index, layer in enumerate(self.layers):
             memory = cache.memory.layer(index, cache.static)
             x = layer(x, self.rope, cache.position, memory, cache, index, self_mask)
         cache.advance()
-        return self._project(x)[:, :, 0]
+        text_logits = None if self.text_output is None else self.text_logits(x)[:, 0]
+        return self.project_codes(x)[:, :, 0], text_logits
 
     def generate_stream(
         self,
@@ -335,15 +406,35 @@ class StreamingDecoder(nn.Module):
         memory_mask: Tensor | None = None,
         use_cuda_graph: bool = False,
     ) -> Iterator[Tensor]:
-        """Yield the codes (batch, Q, G) of each answer step as soon as all its codebooks exist
-        (the first after max(delays) + 1 positions), until every sample's EOS or `max_steps` steps.
+        """The codes (batch, Q, G) of each step of `generate_steps` (the text dropped)."""
+        steps = self.generate_steps(
+            memory, speaker, emotion, sampling, generator, max_steps, memory_mask, use_cuda_graph
+        )
+        return (step.codes for step in steps)
+
+    def generate_steps(
+        self,
+        memory: Tensor | MemoryCache,
+        speaker: Tensor,
+        emotion: Tensor,
+        sampling: Sampling,
+        generator: torch.Generator | None = None,
+        max_steps: int | None = None,
+        memory_mask: Tensor | None = None,
+        use_cuda_graph: bool = False,
+    ) -> Iterator[AnswerStep]:
+        """Yield each answer step as soon as all its codebooks exist (the first after
+        max(delays) + 1 positions), until every sample's EOS or `max_steps` steps: its codes
+        (batch, Q, G) and, with a text stream, its text token (batch,).
 
         memory: encoder output (batch, S, encoder dim), or a `MemoryCache` already filled with
         `append_memory` during the user's turn (it may keep growing while this runs).
         sampling: temperature (0 is greedy), top_k, guidance (`models.s2s.sampling`); every
         draw comes from `generator` (on the decoder's device), which a sampling that is not
         greedy needs: never torch's global random state. A sample that ended before the
-        others yields its EOS step, then PAD steps (tokens >= codebook_size).
+        others yields its EOS step, then PAD steps (tokens >= codebook_size, text PAD).
+        The text token of a step is drawn at the position of its coarse codes, with
+        `sampling.text_temperature` (0: greedy), among pieces, PAD and EPAD.
         use_cuda_graph replays the step as a captured CUDA graph (CUDA only).
 
         sampling.guidance: classifier-free guidance on the speaker/emotion conditioning. Above
@@ -371,8 +462,14 @@ class StreamingDecoder(nn.Module):
             memory, speaker, emotion, sampling, generator, max_steps, memory_mask, use_cuda_graph
         )
 
-    def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Callable[[Tensor], Tensor]:
-        return CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step, cache)
+    def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Stepper:
+        return CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step_logits, cache)
+
+    def _text_allowed(self, device: torch.device) -> Tensor:
+        """(text vocab,) bool: the tokens a text stream may emit (not UNK, BOS or EOS)."""
+        allowed = torch.ones(self.text_vocab, dtype=torch.bool, device=device)
+        allowed[list(TEXT_NEVER)] = False
+        return allowed
 
     @torch.inference_mode()
     def _generate(
@@ -385,7 +482,7 @@ class StreamingDecoder(nn.Module):
         max_steps: int,
         memory_mask: Tensor | None,
         use_cuda_graph: bool,
-    ) -> Iterator[Tensor]:
+    ) -> Iterator[AnswerStep]:
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
         quantizers, pad, eos = self.quantizers, self.vocab.pad, self.vocab.eos
@@ -397,15 +494,21 @@ class StreamingDecoder(nn.Module):
             free = self.new_cache(memory, speaker, emotion, positions, use_cuda_graph, null=True)
             conditioned, unconditioned = step, self._stepper(free, use_cuda_graph)
 
-            def step(tokens: Tensor) -> Tensor:
-                base = unconditioned(tokens)
-                return base + guidance * (conditioned(tokens) - base)
+            def step(tokens: Tensor, text: Tensor | None) -> tuple[Tensor, Tensor | None]:
+                base, base_text = unconditioned(tokens, text)
+                codes, words = conditioned(tokens, text)
+                if words is not None and base_text is not None:
+                    words = base_text + guidance * (words - base_text)
+                return base + guidance * (codes - base), words
 
         device, batch = cache.position.device, memory.batch
         allowed = torch.ones(quantizers, self.frames_per_step, self.vocab.size, dtype=torch.bool)
         allowed[..., pad] = allowed[..., eos] = False
         allowed[0, 0, eos] = True  # only codebook 0, frame 0 may end the answer
         allowed = allowed.to(device)
+        has_text = self.text_output is not None
+        text_allowed = self._text_allowed(device) if has_text else None
+        text_sampling = sampling.for_text()
         never = torch.iinfo(torch.long).max
         end = torch.full((batch,), never, dtype=torch.long, device=device)
         last_end: int | None = None  # set once every sample has ended
@@ -413,13 +516,15 @@ class StreamingDecoder(nn.Module):
         codebooks = torch.arange(quantizers, device=device)
         shape = (batch, quantizers, positions, self.frames_per_step)
         grid = torch.full(shape, pad, dtype=torch.long, device=device)
+        text_grid = torch.full((batch, positions), TEXT_PAD, dtype=torch.long, device=device)
         tokens = grid[:, :, 0].clone()  # position 0 sees PAD (BOS) everywhere
+        text = text_grid[:, 0].clone() if has_text else None
         for position in range(positions):
             done = position - self.max_delay  # the step this position completes
             if last_end is not None and done >= last_end:
                 return
-            logits = step(tokens).masked_fill(~allowed, float("-inf"))
-            sampled = sample(logits, sampling, generator)
+            logits, text_logits = step(tokens, text)
+            sampled = sample(logits.masked_fill(~allowed, float("-inf")), sampling, generator)
             # Slots of the delay pattern that are not free: before a codebook's first step,
             # EOS at the ending step, PAD after it (exactly as in `inputs` for training).
             step_of = (position - lag)[None, :, None]
@@ -433,13 +538,20 @@ class StreamingDecoder(nn.Module):
                 if bool((end != never).all()):
                     last_end = int(end.max())
             grid[:, :, position] = tokens
+            if text_logits is not None and text_allowed is not None:
+                masked = text_logits.masked_fill(~text_allowed, float("-inf"))
+                text = sample(masked, text_sampling, generator)
+                text = text.masked_fill(position >= end, TEXT_PAD)  # as `text_targets`
+                text_grid[:, position] = text
             if done >= 0 and (last_end is None or done < last_end):
-                yield grid[:, codebooks, done + lag]
+                yield AnswerStep(
+                    grid[:, codebooks, done + lag], text_grid[:, done] if has_text else None
+                )
 
 
 class CudaGraphStep:
-    """`StreamingDecoder.step` on a static cache, captured once as a CUDA graph and replayed
-    for every position (no per-kernel launch overhead)."""
+    """`StreamingDecoder.step_logits` on a static cache, captured once as a CUDA graph and
+    replayed for every position (no per-kernel launch overhead)."""
 
     def __init__(self, decoder: StreamingDecoder, cache: DecoderCache, warmup: int = 3) -> None:
         if not cache.keys.is_cuda or not cache.static:
@@ -447,28 +559,36 @@ class CudaGraphStep:
         if cache.capacity < warmup:
             raise ValueError(f"the cache needs at least {warmup} positions to warm up")
         self.cache = cache
+        batch, device = cache.memory.batch, cache.keys.device
         self.tokens = torch.full(
-            (cache.memory.batch, decoder.quantizers, decoder.frames_per_step),
+            (batch, decoder.quantizers, decoder.frames_per_step),
             decoder.vocab.pad,
             dtype=torch.long,
-            device=cache.keys.device,
+            device=device,
+        )
+        self.text = (
+            torch.full((batch,), TEXT_PAD, dtype=torch.long, device=device)
+            if decoder.text_output is not None
+            else None
         )
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(warmup):
-                decoder.step(cache, self.tokens)
+                decoder.step_logits(cache, self.tokens, self.text)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = decoder.step(cache, self.tokens)
+            self.logits = decoder.step_logits(cache, self.tokens, self.text)
         cache.reset()
 
-    def __call__(self, tokens: Tensor) -> Tensor:
-        """Same as `decoder.step(cache, tokens)`; the returned logits are overwritten by the
-        next call."""
+    def __call__(self, tokens: Tensor, text: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Same as `decoder.step_logits(cache, tokens, text)`; the returned logits are
+        overwritten by the next call."""
         self.cache.check_room()
         self.tokens.copy_(tokens)
+        if self.text is not None and text is not None:
+            self.text.copy_(text)
         self.graph.replay()
         self.cache.length += 1
         return self.logits

@@ -102,3 +102,32 @@ def shift_right(y: Tensor, pad: int) -> Tensor:
     """Decoder inputs from delayed targets: position p sees the tokens of position p - 1
     (PAD, i.e. BOS, at position 0)."""
     return torch.cat([torch.full_like(y[:, :, :1], pad), y[:, :, :-1]], dim=2)
+
+
+TEXT_PAD = 0
+"""The text stream's "nothing said at this step" token (the tokenizer's PAD)."""
+TEXT_IGNORE = -100
+"""Text targets that are not trained (after an answer's EOS step)."""
+
+
+def text_targets(text: Tensor, lengths: Tensor | None, positions: int) -> Tensor:
+    """The text stream's targets at the decoder positions: text (batch, T) tokens per answer
+    step -> (batch, positions), step t at position t (no delay, beside codebook 0), PAD at
+    each answer's EOS step `lengths[b]` (T by default), TEXT_IGNORE after it."""
+    batch, steps_len = text.shape
+    if lengths is None:
+        lengths = torch.full((batch,), steps_len, dtype=torch.long, device=text.device)
+    out = text.new_full((batch, positions), TEXT_IGNORE)
+    width = min(steps_len, positions)
+    out[:, :width] = text[:, :width]
+    t = torch.arange(positions, device=text.device)[None]
+    end = lengths.to(text.device)[:, None]
+    out = out.masked_fill(t == end, TEXT_PAD)
+    return out.masked_fill(t > end, TEXT_IGNORE)
+
+
+def text_inputs(targets: Tensor) -> Tensor:
+    """Text inputs from `text_targets`: position p reads the token of position p - 1 (PAD at
+    position 0 and wherever the target is not trained)."""
+    known = targets.masked_fill(targets == TEXT_IGNORE, TEXT_PAD)
+    return torch.cat([torch.full_like(known[:, :1], TEXT_PAD), known[:, :-1]], dim=1)

@@ -7,7 +7,10 @@ speaker and emotion vector is added to every position (the design document's
 `x = tokens + speaker_emb + emotion_emb`) and the chunk-causal Conformer blocks run
 (`models.s2s.conformer`). With C = steps(chunk_ms) and W = steps(window_ms), the query at step
 i (chunk c = i // C) attends key j iff c*C - W <= j < (c+1)*C. A linear head on the final
-hidden state gives, per step, the logit that the user's turn has ended.
+hidden state gives, per step, the logit that the user's turn has ended. With text streams
+(`config.text`), `user_text` turns the pieces of the user's words, as the streaming
+recognizer writes them, into memory entries beside the acoustic steps
+(`models.s2s.user_text`).
 
 Look-ahead, corrected from the design document. The document gives the encoder 20 ms of
 look-ahead as a property of its attention, i.e. of every layer. Look-ahead per layer compounds:
@@ -31,6 +34,7 @@ from torch import Tensor, nn
 from models.config import S2SConfig
 from models.s2s.conditioning import Conditioning
 from models.s2s.conformer import BlockCache, ConformerBlock
+from models.s2s.user_text import UserText
 
 
 @dataclass
@@ -85,6 +89,9 @@ class StreamingEncoder(nn.Module):
             for _ in range(enc.layers)
         )
         self.eot = nn.Linear(enc.dim, 1)
+        self.user_text = UserText(config) if config.text.enabled else None
+        """The user's words (recognizer -> tokenizer pieces) as memory entries; None for the
+        codes-only model."""
 
     def embed_steps(self, codes: Tensor) -> Tensor:
         """codes (batch, Q, frames) -> step embeddings (batch, frames // frames_per_step, dim)."""

@@ -25,6 +25,9 @@ class Sampling:
     """Draw among the k likeliest tokens only (None: all)."""
     guidance: float
     """Classifier-free guidance on the speaker/emotion conditioning (1: none)."""
+    text_temperature: float = 0.0
+    """Temperature of the text stream's tokens (0: greedy, the likeliest piece: what the
+    answer says matters more than variety in how it is said)."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -33,11 +36,17 @@ class Sampling:
             raise ValueError("top_k must be >= 1")
         if self.guidance < 1:
             raise ValueError("guidance must be >= 1 (1 = none)")
+        if self.text_temperature < 0:
+            raise ValueError("text_temperature must be >= 0")
 
     @property
     def greedy(self) -> bool:
         """Whether no draw is made (then no generator is needed)."""
         return self.temperature == 0
+
+    def for_text(self) -> Sampling:
+        """How the text stream's tokens are drawn (guidance is applied to the logits before)."""
+        return Sampling(self.text_temperature, None, 1.0)
 
     def check_generator(self, generator: torch.Generator | None) -> None:
         """ValueError when draws are due and no generator is given."""

@@ -46,6 +46,7 @@ from models.train.common import (
     save_train_state,
     seed_everything,
     select_device,
+    set_threads,
     warmup_cosine,
 )
 from models.train.s2s import length_batch
@@ -287,15 +288,13 @@ def add_train_asr_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
     p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
     p.add_argument("--no-augment", action="store_true", help="no SpecAugment masks")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     add_run_options(p, log_every=25, save_every=100)
     p.set_defaults(run=_run_train_asr)
     return p
 
 
 def _run_train_asr(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     metrics = train_asr(
         args.data,
         args.out,

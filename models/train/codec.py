@@ -55,6 +55,7 @@ from models.train.common import (
     seed_everything,
     select_device,
     set_lr,
+    set_threads,
     warmup_cosine,
 )
 from models.train.discriminator import MultiScaleSTFTDiscriminator
@@ -361,6 +362,7 @@ def add_train_codec_command(subparsers: argparse._SubParsersAction) -> argparse.
 
 
 def _run_train_codec(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     metrics: dict[str, Any] = train_codec(
         args.data,
         args.preset,

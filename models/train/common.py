@@ -256,6 +256,13 @@ def describe(values: Mapping[str, float]) -> str:
     return " ".join(f"{name}={value:.3g}" for name, value in values.items())
 
 
+def set_threads(threads: int) -> None:
+    """Use `threads` torch CPU threads (0: leave torch's choice). One thread trains faster
+    than two beside another busy process on a 2-core machine (OpenMP workers spin)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def add_run_options(p: argparse.ArgumentParser, log_every: int, save_every: int) -> None:
     """The options every `telugu-s2s train` recipe shares: device, resume, logging, seed."""
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -263,5 +270,6 @@ def add_run_options(p: argparse.ArgumentParser, log_every: int, save_every: int)
     p.add_argument("--log-every", type=int, default=log_every, help="steps per log.csv row")
     p.add_argument("--save-every", type=int, default=save_every, help="steps between checkpoints")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--log-level", default="warning")

@@ -40,13 +40,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.asr.checkpoint import SHIPPED as SHIPPED_RECOGNIZER
+from models.asr.checkpoint import load_recognizer, recognizer_sha256
 from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, CodecConfig, S2SConfig, preset
 from models.data.manifest import Entry, dialogue_pairs, intent_pairs, read_manifest
 from models.s2s.decoder import StreamingDecoder
-from models.s2s.delay import append_eos, apply_delay, shift_right, to_steps
+from models.s2s.delay import (
+    TEXT_IGNORE,
+    TEXT_PAD,
+    append_eos,
+    apply_delay,
+    shift_right,
+    text_inputs,
+    text_targets,
+    to_steps,
+)
 from models.s2s.encoder import StreamingEncoder
+from models.text.tokenizer import Tokenizer
 from models.train.common import (
     LOG_FILE,
     TRAIN_STATE,
@@ -62,7 +74,15 @@ from models.train.common import (
     save_train_state,
     seed_everything,
     select_device,
+    set_threads,
     warmup_cosine,
+)
+from models.train.text_streams import (
+    TEXT_CACHE,
+    HeardText,
+    answer_stream,
+    hear_manifest,
+    user_tokens,
 )
 from models.train.tokens import Encoded, encode_manifest
 from models.train.turn_heads import TurnHeads, alphabet
@@ -81,6 +101,11 @@ WARMUP_STEPS = 500
 """Learning-rate warm-up, capped at a tenth of the run."""
 CLIP = 1.0
 CODES_FILE = "codes.pt"
+TOKENIZER_DIR = "tokenizer"
+"""The checkpoint's copy of the tokenizer its text streams were trained with."""
+HEARD_SHARE = 0.5
+"""Share of training examples whose user words are what the recognizer heard (the rest get
+the true transcript)."""
 MAX_VALIDATION_PAIRS = 256
 LENGTH_POOL = 8
 """A batch is drawn from the batch_size x LENGTH_POOL examples nearest in length to a random
@@ -102,6 +127,10 @@ LOG_FIELDS = (
     "intent",
     "val_ctc",
     "val_intent_accuracy",
+    "text",
+    "val_text_ce",
+    "val_text_ce_other_turn",
+    "val_text_accuracy",
 )
 """Columns of log.csv (then val_accuracy_q0 ...): train means over the logged steps (loss =
 weighted_ce + eot_weight x eot + ctc_weight x ctc + intent_weight x intent; ce is the plain
@@ -126,6 +155,13 @@ class Example:
     """The user turn's transcript as CTC labels (`TurnHeads.labels`); empty when unused."""
     intent: int = -1
     """The user turn's intent class (`TurnHeads.intent_index`), -1 when unknown or unused."""
+    user_text: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    """The user turn's true transcript as tokenizer pieces (text streams only)."""
+    user_heard: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    """The pieces of what the recognizer heard of the user turn (text streams only)."""
+    answer_text: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    """(answer steps,) the answer's text stream (`models.train.text_streams`); empty without
+    text streams."""
 
 
 @dataclass
@@ -150,6 +186,12 @@ class Batch:
     """(B,) transcript lengths."""
     intent: Tensor
     """(B,) the user turns' intent classes (-1: unknown)."""
+    user_tokens: Tensor
+    """(B, N) the pieces of the user turns' words (heard or true), padded with PAD."""
+    user_token_mask: Tensor
+    """(B, N) bool: True on real pieces."""
+    answer_text: Tensor
+    """(B, T) the answers' text streams (T answer steps; (B, 0) without text streams)."""
 
     def to(self, device: torch.device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
@@ -179,15 +221,43 @@ def _index(names: tuple[str, ...], name: str, kind: str) -> int:
     return names.index(name)
 
 
+@dataclass(frozen=True)
+class TextData:
+    """What the text streams are trained from."""
+
+    tokenizer: Tokenizer
+    heard: HeardText
+    recognizer_sha256: str
+    """Of the recognizer whose hearing and alignments these are (the one the agent runs)."""
+
+
+def text_training_data(
+    manifest: Path, config: S2SConfig, out: Path, recognizer: str | Path | None, progress: bool
+) -> TextData:
+    """The shipped tokenizer and the recognizer's view of `manifest` (cached in `out`)."""
+    tokenizer = Tokenizer.load()
+    if tokenizer.vocab_size != config.text.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} pieces, the config's text stream "
+            f"{config.text.vocab_size}"
+        )
+    directory = Path(recognizer) if recognizer is not None else SHIPPED_RECOGNIZER
+    model = load_recognizer(directory)
+    heard = hear_manifest(model, manifest, out / TEXT_CACHE, progress=progress)
+    return TextData(tokenizer, heard, recognizer_sha256(directory))
+
+
 def make_examples(
     pairs: list[tuple[Entry, Entry]],
     encoded: Encoded,
     config: S2SConfig,
     heads: TurnHeads | None = None,
+    text: TextData | None = None,
 ) -> list[Example]:
     """Examples of (user, agent) pairs from their codes and speech ends; answers longer than
     the decoder's max_steps are cut. With `heads`, each carries its user turn's transcript
-    labels and intent class."""
+    labels and intent class; with `text`, the user's words (true and heard) and the answer's
+    text stream."""
     max_frames = config.decoder.max_steps * config.frames_per_step
     codes = encoded.codes
     examples = []
@@ -198,6 +268,8 @@ def make_examples(
                 "labels": heads.labels(user.text),
                 "intent": heads.intent_index(user.extra.get("intent")),
             }
+        if text is not None:
+            heard |= _text_fields(user, agent, codes[agent.key].shape[1], config, text)
         examples.append(
             Example(
                 user=codes[user.key],
@@ -211,13 +283,43 @@ def make_examples(
     return examples
 
 
+def _text_fields(
+    user: Entry, agent: Entry, answer_frames: int, config: S2SConfig, text: TextData
+) -> dict[str, Tensor]:
+    """An example's text: the user's words (true, heard) and the answer's text stream."""
+    limit, tokenizer = config.text.max_user_tokens, text.tokenizer
+    steps = answer_frames // config.frames_per_step
+    stream = answer_stream(
+        tokenizer,
+        agent.text,
+        text.heard.word_starts.get(agent.key),
+        steps,
+        config.step_ms / 1000,
+        config.text.lead_steps,
+    )
+    return {
+        "user_text": user_tokens(tokenizer, user.text, limit),
+        "user_heard": user_tokens(tokenizer, text.heard.heard.get(user.key, user.text), limit),
+        "answer_text": stream[: config.decoder.max_steps],
+    }
+
+
 def _tile(silence: Tensor, frames: int) -> Tensor:
     """`frames` frames of the silence codes, repeated as needed."""
     return silence.repeat(1, -(-frames // silence.shape[1]))[:, :frames]
 
 
-def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop: int) -> Batch:
-    """Pad a few examples into a Batch (user turns + silence, answers + code 0)."""
+def collate(
+    examples: list[Example],
+    silence: Tensor,
+    frames_per_step: int,
+    hop: int,
+    heard_share: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Batch:
+    """Pad a few examples into a Batch (user turns + silence, answers + code 0). With text
+    streams, each user turn's words are what the recognizer heard with probability
+    `heard_share` (drawn from `generator`; all heard without one), else the true transcript."""
     user_frames = max(e.user.shape[1] for e in examples) + silence.shape[1]
     answer_frames = max(e.answer.shape[1] for e in examples)
     user_steps = user_frames // frames_per_step
@@ -227,6 +329,14 @@ def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop:
         masks.append(torch.arange(user_steps) < e.user.shape[1] // frames_per_step)
         labels.append(eot_labels(user_steps, e.speech_end, hop * frames_per_step))
         answers.append(F.pad(e.answer, (0, answer_frames - e.answer.shape[1])))
+    answer_steps = answer_frames // frames_per_step
+    has_text = any(e.answer_text.numel() for e in examples)
+    texts = [F.pad(e.answer_text, (0, answer_steps - len(e.answer_text))) for e in examples]
+    token_lists = []
+    for e in examples:
+        heard = generator is None or float(torch.rand((), generator=generator)) < heard_share
+        token_lists.append(e.user_heard if heard else e.user_text)
+    width = max(1, max(len(t) for t in token_lists))
     return Batch(
         user=torch.stack(users),
         memory_mask=torch.stack(masks),
@@ -238,6 +348,9 @@ def collate(examples: list[Example], silence: Tensor, frames_per_step: int, hop:
         labels=nn.utils.rnn.pad_sequence([e.labels for e in examples], batch_first=True),
         label_lengths=torch.tensor([len(e.labels) for e in examples]),
         intent=torch.tensor([e.intent for e in examples]),
+        user_tokens=torch.stack([F.pad(t, (0, width - len(t))) for t in token_lists]),
+        user_token_mask=torch.stack([torch.arange(width) < len(t) for t in token_lists]),
+        answer_text=torch.stack(texts) if has_text else torch.zeros(len(examples), 0).long(),
     )
 
 
@@ -291,7 +404,13 @@ class Outputs(NamedTuple):
     bce: Tensor
     """End-of-turn binary cross-entropy."""
     hidden: Tensor
-    """(B, steps, encoder dim): the encoder output (the decoder's memory)."""
+    """(B, steps, encoder dim): the encoder output (the decoder's acoustic memory)."""
+    text_ce: Tensor
+    """The text stream's cross-entropy (0 without text streams)."""
+    text_logits: Tensor | None
+    """(B, P, text vocab) the text stream's logits at the decoder positions."""
+    text_targets: Tensor | None
+    """(B, P) their targets (TEXT_IGNORE where untrained)."""
 
     @property
     def ce(self) -> Tensor:
@@ -321,10 +440,25 @@ def forward(
     targets = apply_delay(steps, vocab.pad, decoder.delays)
     condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout, unconditioned)
     inputs = shift_right(targets, vocab.pad)
-    logits = decoder.logits(inputs, hidden, condition, batch.memory_mask, input_dropout)
+    memory, memory_mask = hidden, batch.memory_mask
+    text_in = text_goal = None
+    if encoder.user_text is not None:
+        words = encoder.user_text(batch.user_tokens).to(hidden.dtype)
+        memory = torch.cat((hidden, words), dim=1)
+        memory_mask = torch.cat((batch.memory_mask, batch.user_token_mask), dim=1)
+        text_goal = text_targets(batch.answer_text, batch.lengths, inputs.shape[2])
+        text_in = text_inputs(text_goal)
+    states = decoder.hidden(inputs, memory, condition, memory_mask, input_dropout, text_in)
+    logits = decoder.project_codes(states)
     per_codebook = codebook_ce(logits, targets, vocab.pad)
     bce = F.binary_cross_entropy_with_logits(eot.float(), batch.eot_labels)
-    return Outputs(logits, targets, per_codebook, eot, bce, hidden)
+    text_logits, text_ce = None, per_codebook.new_zeros(())
+    if text_goal is not None:
+        text_logits = decoder.text_logits(states)
+        text_ce = F.cross_entropy(
+            text_logits.flatten(0, 1).float(), text_goal.flatten(), ignore_index=TEXT_IGNORE
+        )
+    return Outputs(logits, targets, per_codebook, eot, bce, hidden, text_ce, text_logits, text_goal)
 
 
 @torch.no_grad()
@@ -354,6 +488,7 @@ def validate(
     eot_correct = eot_total = 0
     ce_sum = other_sum = unconditioned_sum = ctc_sum = 0.0
     intent_correct = intent_total = 0
+    text_sums = dict.fromkeys(("ce", "ce_other", "hits", "pieces"), 0.0)
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
@@ -362,12 +497,24 @@ def validate(
             user=batch.user.roll(1, 0),
             memory_mask=batch.memory_mask.roll(1, 0),
             eot_labels=batch.eot_labels.roll(1, 0),
+            user_tokens=batch.user_tokens.roll(1, 0),
+            user_token_mask=batch.user_token_mask.roll(1, 0),
         )
         with autocast(device, cpu_bf16=True):
-            logits, targets, per_codebook, eot, _, hidden = forward(encoder, decoder, batch)
+            outputs = forward(encoder, decoder, batch)
+            logits, targets, per_codebook = outputs.logits, outputs.targets, outputs.per_codebook
+            eot, hidden = outputs.eot, outputs.hidden
             ce = per_codebook.mean()
-            other_ce = forward(encoder, decoder, other).ce
+            other_outputs = forward(encoder, decoder, other)
+            other_ce = other_outputs.ce
             unconditioned_ce = forward(encoder, decoder, batch, unconditioned=True).ce
+        if outputs.text_logits is not None and outputs.text_targets is not None:
+            text_sums["ce"] += float(outputs.text_ce) * len(chunk)
+            text_sums["ce_other"] += float(other_outputs.text_ce) * len(chunk)
+            said = (outputs.text_targets != TEXT_IGNORE) & (outputs.text_targets != TEXT_PAD)
+            guess = outputs.text_logits.argmax(-1)
+            text_sums["hits"] += int(((guess == outputs.text_targets) & said).sum())
+            text_sums["pieces"] += int(said.sum())
         if heads is not None:
             mask, labels, lengths = batch.memory_mask, batch.labels, batch.label_lengths
             ctc_sum += float(heads.ctc_loss(hidden, mask, labels, lengths)) * len(chunk)
@@ -397,6 +544,15 @@ def validate(
         "val_eot_accuracy": eot_correct / max(eot_total, 1),
         **({} if heads is None else {"val_ctc": ctc_sum / len(examples)}),
         **({"val_intent_accuracy": intent_correct / intent_total} if intent_total else {}),
+        **(
+            {
+                "val_text_ce": text_sums["ce"] / len(examples),
+                "val_text_ce_other_turn": text_sums["ce_other"] / len(examples),
+                "val_text_accuracy": text_sums["hits"] / text_sums["pieces"],
+            }
+            if text_sums["pieces"]
+            else {}
+        ),
     }
 
 
@@ -421,6 +577,7 @@ def load_examples(
     progress: bool = True,
     pairing: str = "dialogue",
     heads: TurnHeads | None = None,
+    text: TextData | None = None,
 ) -> dict[str, list[Example]]:
     """Train and validation examples of the manifest's pairs (by the user's split)."""
     encoded = encode_manifest(
@@ -428,7 +585,9 @@ def load_examples(
     )
     pairs = PAIRINGS[pairing](read_manifest(manifest))
     return {
-        split: make_examples([p for p in pairs if p[0].split == split], encoded, config, heads)
+        split: make_examples(
+            [p for p in pairs if p[0].split == split], encoded, config, heads, text
+        )
         for split in ("train", "validation")
     }
 
@@ -468,6 +627,8 @@ def train_s2s(
     ctc_weight: float = 0.0,
     intent_weight: float = 0.0,
     coarse_weight: float = 0.0,
+    heard_share: float = HEARD_SHARE,
+    recognizer: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -520,7 +681,12 @@ def train_s2s(
         log.info("resuming %s at step %d", out, start)
 
     out.mkdir(parents=True, exist_ok=True)
-    examples = load_examples(manifest, codec, config, out / CODES_FILE, progress, pairing, heads)
+    text_data = None
+    if config.text.enabled:
+        text_data = text_training_data(manifest, config, out, recognizer, progress)
+    examples = load_examples(
+        manifest, codec, config, out / CODES_FILE, progress, pairing, heads, text_data
+    )
     train, validation = examples["train"], examples["validation"]
     if len(validation) > MAX_VALIDATION_PAIRS:  # a fixed sample across all intents
         chosen = torch.randperm(len(validation), generator=torch.Generator().manual_seed(seed))
@@ -548,20 +714,30 @@ def train_s2s(
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
         metrics = {k: v for k, v in (last | validated).items() if k != "step"}
         checkpoint = {"codec": codec, "encoder": encoder, "decoder": decoder}
-        save_checkpoint(out, checkpoint, config, {"step": step, "train": metrics})
+        about: dict[str, Any] = {"step": step, "train": metrics}
+        if text_data is not None:
+            text_data.tokenizer.save(out / TOKENIZER_DIR)
+            about["tokenizer"] = text_data.tokenizer.record()
+            about["recognizer_sha256"] = text_data.recognizer_sha256
+        save_checkpoint(out, checkpoint, config, about)
 
     bar = progress_bar(steps, start, progress)
     began = time.perf_counter()
     by_length = torch.tensor([e.user.shape[1] + e.answer.shape[1] for e in train]).argsort()
     for step in range(start + 1, steps + 1):
         chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
-        batch = collate([train[i] for i in chosen], silence, frames_per_step, hop)
+        batch = collate(
+            [train[i] for i in chosen], silence, frames_per_step, hop, heard_share, data_generator
+        )
         batch = batch.to(torch_device)
         with autocast(torch_device, cpu_bf16=True):
             outputs = forward(encoder, decoder, batch, input_dropout, condition_dropout)
         ce, bce = outputs.ce, outputs.bce
         loss = weighted_ce(outputs.per_codebook, coarse_weight) + eot_weight * bce
         values = {"ce": ce, "eot": bce}
+        if outputs.text_logits is not None:
+            values["text"] = outputs.text_ce
+            loss = loss + config.text.text_weight * outputs.text_ce
         if heads is not None:
             hidden, mask = outputs.hidden, batch.memory_mask
             values["ctc"] = heads.ctc_loss(hidden, mask, batch.labels, batch.label_lengths)
@@ -664,12 +840,26 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="share of the cross-entropy put on codebook 0 (the rest spread over the finer "
         "codebooks); 0 = the plain mean over codebooks",
     )
+    p.add_argument(
+        "--heard-share",
+        type=float,
+        default=HEARD_SHARE,
+        help="share of examples whose user words (text streams) are what the recognizer "
+        "heard; the rest get the true transcript",
+    )
+    p.add_argument(
+        "--recognizer",
+        default=None,
+        help="recognizer checkpoint that hears the user turns and aligns the answers' words "
+        "(text streams; default: the shipped one, which the agent runs)",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
 
 
 def _run_train_s2s(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     metrics = train_s2s(
         args.data,
         args.codec,
@@ -691,6 +881,8 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         ctc_weight=args.ctc_weight,
         intent_weight=args.intent_weight,
         coarse_weight=args.coarse_weight,
+        heard_share=args.heard_share,
+        recognizer=args.recognizer,
     )
     print(json.dumps(metrics))
     return 0

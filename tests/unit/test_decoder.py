@@ -7,9 +7,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.config import DEMO
-from models.s2s.decoder import StreamingDecoder
-from models.s2s.delay import Vocabulary, append_eos, apply_delay, check_delays, undo_delay
+from models.config import DEMO, TextConfig
+from models.s2s.decoder import TEXT_NEVER, StreamingDecoder
+from models.s2s.delay import (
+    TEXT_IGNORE,
+    TEXT_PAD,
+    Vocabulary,
+    append_eos,
+    apply_delay,
+    check_delays,
+    text_inputs,
+    text_targets,
+    undo_delay,
+)
 from models.s2s.sampling import GREEDY, Sampling
 
 Q = DEMO.codec.num_quantizers
@@ -18,19 +28,21 @@ CODES = DEMO.codec.codebook_size
 VOCAB = Vocabulary(CODES)
 MEMORY_DIM = DEMO.encoder.dim
 GUIDED = replace(GREEDY, guidance=3.0)
+CODES_ONLY = replace(DEMO, text=TextConfig())
+"""The design document's decoder: codes only, no text stream."""
 
 
 @pytest.fixture(scope="module")
 def decoder() -> StreamingDecoder:
     torch.manual_seed(0)
-    return StreamingDecoder(DEMO).eval()
+    return StreamingDecoder(CODES_ONLY).eval()
 
 
 @pytest.fixture(scope="module")
 def no_eos_decoder() -> StreamingDecoder:
     """A decoder that never picks EOS, so generation runs to max_steps."""
     torch.manual_seed(0)
-    model = StreamingDecoder(DEMO).eval()
+    model = StreamingDecoder(CODES_ONLY).eval()
     with torch.no_grad():
         model.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
     return model
@@ -163,7 +175,7 @@ def test_cached_greedy_generation_equals_uncached_recomputation(
 
 def test_guided_generation_equals_uncached_guided_recomputation() -> None:
     torch.manual_seed(0)
-    decoder = StreamingDecoder(DEMO).eval()
+    decoder = StreamingDecoder(CODES_ONLY).eval()
     with torch.no_grad():
         decoder.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
         decoder.null_condition.normal_()  # as after training with condition dropout
@@ -192,7 +204,7 @@ def test_guided_generation_equals_uncached_guided_recomputation() -> None:
 
 def test_condition_dropout_uses_the_null_condition_in_training_only() -> None:
     torch.manual_seed(0)
-    decoder = StreamingDecoder(DEMO)
+    decoder = StreamingDecoder(CODES_ONLY)
     with torch.no_grad():
         decoder.null_condition.normal_()
     speaker, emotion = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3])
@@ -213,16 +225,16 @@ def test_eos_ends_generation_and_feeds_back_like_training(
 ) -> None:
     _, memory, speaker, emotion = inputs(batch=1)
     eos_at, seen = 5, []
-    step = decoder.step
+    step = decoder.step_logits
 
-    def step_with_eos(cache, tokens):
+    def step_with_eos(cache, tokens, text=None):
         seen.append(tokens.clone())
-        logits = step(cache, tokens)
+        logits, text_logits = step(cache, tokens, text)
         logits[..., VOCAB.pad :] = 1e4  # specials where they are not allowed: never picked
         logits[:, 0, 0, VOCAB.eos] = 1e4 if cache.length - 1 == eos_at else -1e4
-        return logits
+        return logits, text_logits
 
-    monkeypatch.setattr(decoder, "step", step_with_eos)
+    monkeypatch.setattr(decoder, "step_logits", step_with_eos)
     generated = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=50))
     assert len(generated) == eos_at
     assert all(bool((s < CODES).all()) for s in generated)
@@ -237,15 +249,15 @@ def test_batched_generation_runs_until_every_sample_ends(
 ) -> None:
     _, memory, speaker, emotion = inputs(batch=2)
     eos_at = torch.tensor([3, 5])
-    step = decoder.step
+    step = decoder.step_logits
 
-    def step_with_eos(cache, tokens):
-        logits = step(cache, tokens)
+    def step_with_eos(cache, tokens, text=None):
+        logits, text_logits = step(cache, tokens, text)
         logits[..., VOCAB.eos] = -1e4
         logits[eos_at == cache.length - 1, 0, 0, VOCAB.eos] = 1e4
-        return logits
+        return logits, text_logits
 
-    monkeypatch.setattr(decoder, "step", step_with_eos)
+    monkeypatch.setattr(decoder, "step_logits", step_with_eos)
     generated = torch.stack(list(decoder.generate_stream(memory, speaker, emotion, GREEDY)), dim=2)
     assert generated.shape == (2, Q, 5, G)
     assert (generated[0, :, :3] < CODES).all() and (generated[1] < CODES).all()
@@ -285,7 +297,7 @@ def test_seeded_sampling_is_reproducible(decoder: StreamingDecoder) -> None:
 
 def test_loss_is_finite_backpropagates_and_includes_eos() -> None:
     torch.manual_seed(0)
-    decoder = StreamingDecoder(DEMO).train()
+    decoder = StreamingDecoder(CODES_ONLY).train()
     codes, memory, speaker, emotion = inputs(batch=2, steps=4)
     lengths = torch.tensor([4, 3])
     logits = decoder(codes, memory, speaker, emotion, lengths=lengths)
@@ -325,7 +337,7 @@ def test_generation_arguments_are_checked(decoder: StreamingDecoder) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_generation_equals_eager() -> None:
     torch.manual_seed(0)
-    decoder = StreamingDecoder(DEMO).eval().cuda()
+    decoder = StreamingDecoder(CODES_ONLY).eval().cuda()
     _, memory, speaker, emotion = (t.cuda() for t in inputs(batch=1))
     eager = list(decoder.generate_stream(memory, speaker, emotion, GREEDY, max_steps=12))
     graph = list(
@@ -347,7 +359,7 @@ def test_cuda_graph_generation_equals_eager() -> None:
 
 
 def test_input_dropout_hides_the_previous_codes_in_training_only() -> None:
-    config = replace(DEMO, decoder=replace(DEMO.decoder, dropout=0.0))
+    config = replace(CODES_ONLY, decoder=replace(DEMO.decoder, dropout=0.0))
     torch.manual_seed(0)
     model = StreamingDecoder(config).train()
     codes, encoded, speaker, emotion = inputs()
@@ -362,3 +374,85 @@ def test_input_dropout_hides_the_previous_codes_in_training_only() -> None:
     assert not torch.allclose(logits(codes, 0.0), logits(other, 0.0))
     model.eval()  # inference never drops: the streaming path stays equal to this one
     assert torch.equal(logits(codes, 1.0), logits(codes, 0.0))
+
+
+# -- the text stream (inner monologue) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text_decoder() -> StreamingDecoder:
+    """A decoder with a text stream that never picks EOS (generation runs to max_steps)."""
+    torch.manual_seed(0)
+    model = StreamingDecoder(DEMO).eval()
+    with torch.no_grad():
+        model.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
+    return model
+
+
+def test_text_stream_teacher_forced_equals_cached_steps(text_decoder: StreamingDecoder) -> None:
+    decoder = text_decoder
+    codes, memory, speaker, emotion = inputs(batch=2, steps=6)
+    text = torch.randint(
+        5, DEMO.text.vocab_size, (2, 6), generator=torch.Generator().manual_seed(4)
+    )
+    lengths = torch.tensor([6, 4])
+    with torch.no_grad():
+        delayed = decoder.inputs(codes, lengths)
+        goal = text_targets(text, lengths, delayed.shape[2])
+        text_in = text_inputs(goal)
+        condition = decoder.conditioning(speaker, emotion)
+        states = decoder.hidden(delayed, memory, condition, text=text_in)
+        forced_codes = decoder.project_codes(states)
+        forced_text = decoder.text_logits(states)
+        cache = decoder.new_cache(decoder.project_memory(memory), speaker, emotion)
+        for p in range(delayed.shape[2]):
+            step_codes, step_text = decoder.step_logits(cache, delayed[:, :, p], text_in[:, p])
+            torch.testing.assert_close(step_codes, forced_codes[:, :, p], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(step_text, forced_text[:, p], atol=1e-4, rtol=1e-4)
+        # the text read back changes what comes next: it is an input, not decoration
+        other = decoder.hidden(delayed, memory, condition, text=text_inputs(goal.roll(1, 0)))
+    assert not torch.allclose(decoder.project_codes(other), forced_codes, atol=1e-3)
+    # the text targets: each answer's steps, PAD at its EOS step, ignored after
+    assert goal[1, :4].tolist() == text[1, :4].tolist() and goal[1, 4] == TEXT_PAD
+    assert (goal[1, 5:] == TEXT_IGNORE).all() and goal[0, 6] == TEXT_PAD
+
+
+def test_text_stream_greedy_generation_equals_uncached_recomputation(
+    text_decoder: StreamingDecoder,
+) -> None:
+    decoder, n_steps = text_decoder, 12
+    _, memory, speaker, emotion = inputs(batch=1, memory=15)
+    generated = list(decoder.generate_steps(memory, speaker, emotion, GREEDY, max_steps=n_steps))
+    assert len(generated) == n_steps and all(s.text is not None for s in generated)
+    delays = torch.tensor(decoder.delays)
+    positions = n_steps + decoder.max_delay
+    delayed = torch.full((1, Q, positions, G), VOCAB.pad)
+    text = torch.full((1, positions), TEXT_PAD)
+    never = torch.tensor(list(TEXT_NEVER))
+    with torch.no_grad():
+        condition = decoder.conditioning(speaker, emotion)
+        for p in range(positions):
+            model_inputs = torch.cat([torch.full((1, Q, 1, G), VOCAB.pad), delayed[:, :, :p]], 2)
+            text_in = torch.cat([torch.full((1, 1), TEXT_PAD), text[:, :p]], 1)
+            states = decoder.hidden(model_inputs, memory, condition, text=text_in)
+            tokens = decoder.project_codes(states)[:, :, p][..., :CODES].argmax(-1)
+            tokens[:, delays > p] = VOCAB.pad
+            delayed[:, :, p] = tokens
+            text_logits = decoder.text_logits(states)[:, p]
+            text_logits[:, never] = float("-inf")
+            text[:, p] = text_logits.argmax(-1)
+    expected = undo_delay(delayed, decoder.delays)
+    assert torch.equal(
+        torch.stack([s.codes for s in generated], dim=2).flatten(3), expected.flatten(3)
+    )
+    assert torch.equal(torch.stack([s.text for s in generated], dim=1), text[:, :n_steps])
+    assert not set(text.flatten().tolist()) & set(TEXT_NEVER)
+
+
+def test_text_stream_needs_its_tokens() -> None:
+    decoder = StreamingDecoder(DEMO).eval()
+    codes, memory, speaker, emotion = inputs(batch=1, steps=2)
+    with pytest.raises(ValueError, match="text"):
+        decoder(codes, memory, speaker, emotion)
+    with pytest.raises(ValueError, match="no text stream"):
+        StreamingDecoder(CODES_ONLY)(codes, memory, speaker, emotion, text=torch.zeros(1, 2).long())

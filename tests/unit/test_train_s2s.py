@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 
 from models.checkpoints import load_extra, save_checkpoint
 from models.codec import TeluCodec
-from models.config import DEMO
+from models.config import DEMO, TextConfig
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.eval.emotion import accuracy, fit_emotion_classifier
@@ -164,7 +165,8 @@ def test_eot_labels_are_zero_before_and_one_after_the_speech_end() -> None:
 
 def test_the_training_loss_is_the_decoders_own_loss() -> None:
     torch.manual_seed(0)
-    encoder, decoder = StreamingEncoder(DEMO).eval(), StreamingDecoder(DEMO).eval()
+    codes_only = replace(DEMO, text=TextConfig())
+    encoder, decoder = StreamingEncoder(codes_only).eval(), StreamingDecoder(codes_only).eval()
     codes = DEMO.codec.codebook_size
     examples = [
         Example(torch.randint(0, codes, (8, 4 * u)), torch.randint(0, codes, (8, 4 * a)), s, e, 900)
@@ -172,7 +174,7 @@ def test_the_training_loss_is_the_decoders_own_loss() -> None:
     ]
     batch = collate(examples, torch.zeros(8, 12, dtype=torch.long), 4, DEMO.codec.hop)
     with torch.no_grad():
-        logits, targets, per_codebook, eot, _, hidden = forward(encoder, decoder, batch)
+        logits, targets, per_codebook, eot, _, hidden, *_ = forward(encoder, decoder, batch)
         ce = per_codebook.mean()
         memory, expected_eot = encoder(batch.user, batch.speaker, batch.emotion)
         reference = decoder(
@@ -247,11 +249,10 @@ runpy.run_module("models.train", run_name="__main__")
 """
 
 
-def test_training_needs_only_the_manifest_the_codec_and_the_codes_cache(
-    trained, tmp_path: Path
-) -> None:
-    """A run's codes cache, manifest and codec can go without the audio, to a machine without
-    an audio stack (a GPU machine), and `python -m models.train s2s` trains there."""
+def test_training_needs_only_the_manifest_the_codec_and_the_caches(trained, tmp_path: Path) -> None:
+    """A run's codes and text caches, manifest and codec can go without the audio, to a
+    machine without an audio stack (a GPU machine), and `python -m models.train s2s` trains
+    there."""
     out, _ = trained
     corpus = out.parent
     bundle = tmp_path / "bundle"
@@ -260,6 +261,7 @@ def test_training_needs_only_the_manifest_the_codec_and_the_codes_cache(
     shutil.copytree(corpus / "codec", bundle / "codec")
     (bundle / "s2s").mkdir()
     shutil.copy(out / "codes.pt", bundle / "s2s")
+    shutil.copy(out / "text.pt", bundle / "s2s")
     assert not list(bundle.rglob("*.wav"))
     command = [sys.executable, "-c", AUDIO_BLOCKED, "s2s", "--data", "manifest.jsonl"]
     command += ["--codec", "codec", "--out", "s2s", "--steps", "2", "--batch-size", "4"]
@@ -295,9 +297,16 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(trained) -> No
     ctc = [float(r["ctc"]) for r in rows if r["ctc"]]
     intent = [float(r["intent"]) for r in rows if r["intent"]]
     assert len(ctc) == len(intent) == STEPS // 5
-    assert ctc[-1] < ctc[0] and intent[-1] < intent[0], (ctc, intent)
+    half = len(ctc) // 2
+    assert sum(ctc[half:]) < sum(ctc[:half]), ctc
+    assert sum(intent[half:]) < sum(intent[:half]), intent
     assert metrics["val_ctc"] > 0 and metrics["val_intent_accuracy"] in (0.0, 1.0)
     assert not list(out.glob("*heads*"))
+    # the text stream learns, and the checkpoint carries the tokenizer it was trained with
+    text = [float(r["text"]) for r in rows if r["text"]]
+    assert len(text) == STEPS // 5 and text[-1] < text[0] - 0.5, text
+    assert 0.0 <= metrics["val_text_accuracy"] <= 1.0 and metrics["val_text_ce"] > 0
+    assert (out / "tokenizer" / "tokenizer.model").is_file()
     models = load(out)
     assert models.trained and models.config.codec == DEMO.codec
     assert load_extra(out)["step"] == STEPS

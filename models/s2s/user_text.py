@@ -1,0 +1,43 @@
+"""The user's words as decoder memory: the stream of text the recognizer hears, as tokens.
+
+The streaming recognizer (models.asr) writes the user's words while they speak; the tokenizer
+(models.text) cuts them into pieces. Each piece becomes one memory entry beside the encoder's
+acoustic steps: its embedding plus the embedding of its index in the turn (the decoder's
+cross-attention has no positions of its own, and an answer that says a name back must read
+the name's pieces in order). Entries are appended to the decoder's memory cache as words are
+recognised, so at the end of a turn only its last word is left to project.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from models.config import S2SConfig
+
+
+class UserText(nn.Module):
+    """Piece ids (batch, n) at turn positions `start ...` -> memory (batch, n, encoder dim)."""
+
+    def __init__(self, config: S2SConfig) -> None:
+        super().__init__()
+        text, dim = config.text, config.encoder.dim
+        if not text.enabled:
+            raise ValueError("the configuration has no text streams (text.vocab_size = 0)")
+        self.max_tokens = text.max_user_tokens
+        self.pieces = nn.Embedding(text.vocab_size, dim)
+        self.positions = nn.Embedding(text.max_user_tokens, dim)
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.pieces.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+
+    def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """Memory entries of `tokens` whose first sits at position `start` of the turn
+        (positions past max_user_tokens reuse the last one)."""
+        index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        index = index.clamp(max=self.max_tokens - 1)
+        return self.norm(self.pieces(tokens) + self.positions(index)[None])
+
+    def last(self, tokens: list[int]) -> list[int]:
+        """The pieces of a turn that fit: its last max_user_tokens."""
+        return tokens[-self.max_tokens :]
