@@ -287,9 +287,9 @@ class Session:
                     break
                 if latency.first_pcm is None:
                     latency.first_pcm = time.monotonic()
-                if said is not None:
-                    self._caption(captions.partial(turn.turn, said, time.monotonic()))
                 await self.answer_track.play(to_wire_rate.pcm(chunk, MODEL_RATE))
+                if said is not None:  # after the audio: a caption never delays it
+                    self._caption(captions.partial(turn.turn, said, time.monotonic()))
             self._caption(captions.final(turn.turn, said, interrupted=False))
             await self.answer_track.play(to_wire_rate.flush())
             await self.answer_track.end(turn.turn)
