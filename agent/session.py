@@ -5,9 +5,11 @@ The code below reads in the order a frame travels:
   remote track (Opus decoded by aiortc, 48 kHz)
     -> _listen: resample to 16 kHz mono, cut 512-sample windows
     -> _hear (listening worker thread): Silero VAD probability, responder.hear(window)
-       (which returns the responder's end-of-turn probability, if it has a head)
+       (which returns the responder's end-of-turn probability, if it has a head), and
+       while the user speaks responder.heard()                  -> user captions
     -> TurnDetector: speech started / end of turn        -> events, barge-in
-    -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz
+    -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz, and
+       responder.said() after each                               -> agent captions
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
 
 Model compute runs only in the two single-thread workers of the call; the event loop only
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -38,6 +40,7 @@ from agent.aiortc_fixes.opus_send import offer_fec, opus_negotiated, use_speech_
 from agent.aiortc_fixes.peerclose import close_peer
 from agent.aiortc_fixes.receive import concealment, install_receive_buffer
 from agent.aiortc_fixes.rtp_probe import FirstPacketProbe
+from agent.captions import Captions
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
 from agent.outbound import AnswerTrack
@@ -94,6 +97,8 @@ class Session:
         self._jitter: Any = None
         self._receiver: RTCRtpReceiver | None = None
         self._latency: dict[int, TurnLatency] = {}
+        self._user_captions = Captions("user")
+        self._agent_captions = Captions("agent")
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
         self._establish_task: asyncio.Task | None = None
@@ -191,10 +196,14 @@ class Session:
                 arrived = time.monotonic()
                 for window in windows.push(to_model_rate.frame(frame)):
                     start = windows.samples_out - WINDOW
-                    prob, eot_prob = await self._in(self._listener, self._hear, window, start)
+                    prob, eot_prob, heard = await self._in(
+                        self._listener, self._hear, window, start, self._turns.in_speech
+                    )
                     event = self._turns.update(prob, arrived, eot_prob)
                     if event is not None:
                         self._on_turn_event(event)
+                    if heard is not None:
+                        self._caption_user(heard, event)
         except MediaStreamError:
             reason = "remote track ended"
         except TimeoutError:
@@ -202,12 +211,27 @@ class Session:
         finally:
             self._close_soon(reason)
 
-    def _hear(self, window: np.ndarray, start: int) -> tuple[float, float | None]:
+    def _hear(
+        self, window: np.ndarray, start: int, in_speech: bool
+    ) -> tuple[float, float | None, str | None]:
         """Listening worker: the VAD's speech probability of a window; the responder hears it
-        too and gives its end-of-turn probability (None without an end-of-turn head)."""
+        too and gives its end-of-turn probability (None without an end-of-turn head) and,
+        while the user speaks, the words it has heard of the turn (None without text)."""
         assert self._vad is not None
         prob = self._vad.prob(window)
-        return prob, self._responder.hear(window, start)
+        eot_prob = self._responder.hear(window, start)
+        return prob, eot_prob, self._responder.heard() if in_speech else None
+
+    def _caption_user(self, text: str, event: TurnEvent | None) -> None:
+        """The user's words heard with the latest window: final at the end of the turn."""
+        if event is not None and event.kind is TurnEventKind.END_OF_TURN:
+            self._caption(self._user_captions.final(event.turn, text))
+        else:
+            self._caption(self._user_captions.partial(self._turns.turn, text, time.monotonic()))
+
+    def _caption(self, fields: dict[str, Any] | None) -> None:
+        if fields is not None:
+            self.events.send("caption", **fields)
 
     def _on_turn_event(self, event: TurnEvent) -> None:
         if event.kind is TurnEventKind.SPEECH_STARTED:
@@ -254,16 +278,30 @@ class Session:
         self._answering_turn = turn.turn
         chunks = await self._in(self._answerer, self._responder.respond, turn)
         to_wire_rate = Resampler(WIRE_RATE)
+        captions = self._agent_captions
         try:
             await self.answer_track.begin(turn.turn)
-            while (chunk := await self._in(self._answerer, next, chunks, None)) is not None:
+            while True:
+                chunk, said = await self._in(self._answerer, self._next_chunk, chunks)
+                if chunk is None:
+                    break
                 if latency.first_pcm is None:
                     latency.first_pcm = time.monotonic()
                 await self.answer_track.play(to_wire_rate.pcm(chunk, MODEL_RATE))
+                if said is not None:  # after the audio: a caption never delays it
+                    self._caption(captions.partial(turn.turn, said, time.monotonic()))
+            self._caption(captions.final(turn.turn, said, interrupted=False))
             await self.answer_track.play(to_wire_rate.flush())
             await self.answer_track.end(turn.turn)
         finally:
+            # stopped before the responder finished (barge-in, hang-up): the words so far
+            self._caption(captions.final(turn.turn, interrupted=True))
             self._answerer.submit(chunks.close)
+
+    def _next_chunk(self, chunks: Iterator[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
+        """Answering worker: the answer's next chunk (None once it is over) and the words the
+        responder has said so far (None without text)."""
+        return next(chunks, None), self._responder.said()
 
     def _answer_started(self, turn: int, pts: int, at: float) -> None:
         latency = self._latency.get(turn)

@@ -17,7 +17,7 @@
     iceGatherTimeoutMs: 3000,    // fallback when gathering never reaches "complete"
     iceTransportPolicy: 'all',   // 'relay': TURN only (what a phone behind strict NAT gets)
     disconnectGraceMs: 2000,     // "disconnected" may recover; end the call if it does not
-    maxRows: 200,                // latency rows kept in the table
+    maxRows: 200,                // latency rows and caption turns kept
     maxLogItems: 50,             // event log entries kept
   };
 
@@ -109,6 +109,7 @@
     vadState: $('vad-state'),
     vadLabel: $('vad-label'),
     v2vLast: $('v2v-last'),
+    captions: $('captions'),
     table: $('latency-table'),
     log: $('event-log'),
     audio: $('remote-audio'),
@@ -429,6 +430,58 @@
     tableBody.replaceChildren();
   }
 
+  // ---- Captions -------------------------------------------------------------------------
+  // caption events: {who: 'user'|'agent', turn, text, final, interrupted?}; partial ones
+  // update the turn's line in place until the final one arrives.
+  const WHO_TEXT = { user: 'మీరు / You', agent: 'ఏజెంట్ / Agent' };
+
+  // The list item of a turn, created in turn order when missing.
+  function captionTurn(turn) {
+    const key = String(turn);
+    const existing = el.captions.querySelector(`li[data-turn="${CSS.escape(key)}"]`);
+    if (existing) return existing;
+    const item = document.createElement('li');
+    item.className = 'caption-turn';
+    item.dataset.turn = key;
+    let before = null;
+    for (const other of el.captions.children) {
+      if (Number(other.dataset.turn) > Number(turn)) { before = other; break; }
+    }
+    el.captions.insertBefore(item, before);
+    while (el.captions.children.length > config.maxRows) el.captions.firstElementChild.remove();
+    return item;
+  }
+
+  // One speaker's line in a turn's item: the user's first, then the agent's.
+  function captionLine(item, who) {
+    const existing = item.querySelector(`.caption[data-who="${who}"]`);
+    if (existing) return existing;
+    const line = document.createElement('p');
+    line.className = 'caption';
+    line.dataset.who = who;
+    line.dataset.final = 'false';
+    const label = document.createElement('span');
+    label.className = 'who';
+    label.textContent = WHO_TEXT[who];
+    const text = document.createElement('span');
+    text.className = 'text';
+    text.lang = 'te';
+    line.append(label, text);
+    if (who === 'user') item.prepend(line); else item.append(line);
+    return line;
+  }
+
+  function onCaption(ev) {
+    if ((ev.who !== 'user' && ev.who !== 'agent') || ev.turn == null) return;
+    if (typeof ev.text !== 'string') return;
+    const line = captionLine(captionTurn(ev.turn), ev.who);
+    if (line.dataset.final === 'true') return; // the final words stay
+    line.querySelector('.text').textContent = ev.text;
+    line.dataset.final = ev.final === true ? 'true' : 'false';
+    line.classList.toggle('interrupted', ev.final === true && ev.interrupted === true);
+    el.captions.scrollTop = el.captions.scrollHeight;
+  }
+
   // ---- Data channel events ----------------------------------------------------------
   function logEvent(ev) {
     const li = document.createElement('li');
@@ -470,6 +523,9 @@
         break;
       case 'latency':
         onLatency(ev);
+        break;
+      case 'caption':
+        onCaption(ev);
         break;
       default:
         break; // unknown events are still recorded in agentCall.events
@@ -613,6 +669,7 @@
     el.sessionId.textContent = '–';
     resetMeasurement();
     clearLatencyTable();
+    el.captions.replaceChildren();
     setInCall(true);
     ensureAudioContext(); // create/resume inside the click (autoplay policy)
 

@@ -30,6 +30,7 @@ from agent.aiortc_fixes.icefix import install as install_ice_fix
 from agent.aiortc_fixes.opus_send import opus_negotiated, use_speech_encoder
 from agent.aiortc_fixes.peerclose import close_peer
 from agent.aiortc_fixes.receive import concealment, install_receive_buffer
+from agent.caller.captions import agent_turn, caption_texts
 from agent.caller.continuity import Continuity, answer_continuity
 from agent.caller.icepair import selected_pair
 from agent.caller.impairment import ImpairedLink, LinkProfile
@@ -62,6 +63,10 @@ class TurnReport:
     rtp_to_ear_ms, from the first answer packet sent to its first sample heard."""
     continuity: Continuity | None = None
     """How whole the answer arrived: longest stall, audio missing, frames rebuilt."""
+    user_text: str | None = None
+    """The agent's captions of the turn: the user's words as it heard them, and its own
+    answer's (each the final caption, else the last partial; None without captions)."""
+    agent_text: str | None = None
 
 
 @dataclass
@@ -202,14 +207,18 @@ def match_turns(
     track: FileTrack,
     segments: list[tuple[int, int]],
     answers: list[tuple[float, float]],
-    latency_events: list[tuple[float, dict[str, Any]]],
+    events: list[tuple[float, dict[str, Any]]],
     same_host: bool = False,
     recorder: Recorder | None = None,
     rebuilt_pts: set[int] | None = None,
 ) -> list[TurnReport]:
     """Pair each user turn with the first answer that starts after it ends (and before the
-    next turn ends), and with the server latency event that arrived closest to that answer;
-    with the `recorder`, also measure how whole each answer arrived."""
+    next turn ends), with the server latency event that arrived closest to that answer, and
+    with the captions of the first turn the agent ended in that span; with the `recorder`,
+    also measure how whole each answer arrived. `events`: (arrival time, event)."""
+    latency_events = [(t, e) for t, e in events if e.get("type") == "latency"]
+    users = caption_texts((e for _, e in events), "user")
+    agents = caption_texts((e for _, e in events), "agent")
     reports = []
     ends = [track.sample_time(end) for _, end in segments if end < len(track.sent_at) * WIRE_FRAME]
     for i, speech_end in enumerate(ends):
@@ -221,6 +230,10 @@ def match_turns(
             voice_to_voice_ms=None,
             answer_duration_ms=None,
         )
+        agents_turn = agent_turn(events, speech_end, next_end)
+        if agents_turn is not None:
+            report.user_text = users.get(agents_turn)
+            report.agent_text = agents.get(agents_turn)
         if heard:
             start = heard[0][0]
             report.voice_to_voice_ms = round((start - speech_end) * 1000, 1)
@@ -309,7 +322,7 @@ async def call(
             track,
             speech_segments(pcm48, turn_gap_ms),
             answer_onsets(recorder.frames),
-            [(t, e) for t, e in events if e.get("type") == "latency"],
+            events,
             same_host=_is_loopback(url),
             recorder=recorder,
             rebuilt_pts=set(rebuilt.rebuilt_pts) if rebuilt is not None else None,

@@ -96,6 +96,9 @@ def _call(args: argparse.Namespace, load_token: TokenLoader) -> int:
             )
             stages = " ".join(f"{k}={v:g}" for k, v in turn.server.items())
             print(f"turn {turn.turn} (speech ends {turn.speech_end_s:.2f} s): {v2v}  {stages}")
+            for who, text in (("user", turn.user_text), ("agent", turn.agent_text)):
+                if text is not None:
+                    print(f"  {who}: {text}")
     if report.answered == 0:
         print("no answer arrived", file=sys.stderr)
         return 1

@@ -8,7 +8,8 @@ from agent.responders.base import CallOptions, Responder, ResponderSession, User
 from agent.responders.parrot import ParrotResponder
 
 RESPONDERS = ("parrot", "codec", "s2s")
-"""parrot: each turn played back; codec: the same through TeluCodec; s2s: the transformer."""
+"""parrot: each turn played back (captioned by the shipped recognizer); codec: the same
+through TeluCodec; s2s: the transformer."""
 
 
 def make_responder(
@@ -17,7 +18,9 @@ def make_responder(
     """Build the responder called `name`; the model responders load `checkpoint` (or the
     preset's untrained weights). ValueError lists the known names."""
     if name == "parrot":
-        return ParrotResponder()
+        from models.asr.checkpoint import load_recognizer
+
+        return ParrotResponder(load_recognizer())
     if name not in RESPONDERS:
         raise ValueError(f"unknown responder {name!r}; known: {', '.join(RESPONDERS)}")
     from agent.responders.codec import CodecResponder

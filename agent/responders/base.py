@@ -9,7 +9,10 @@ never from the event loop, so they may compute freely:
   agent's turn detector may use (`--eot model`);
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
   each yielded as soon as it is ready; the agent stops iterating (closing the iterator) when
-  the user barges in or hangs up.
+  the user barges in or hangs up;
+- `heard()` and `said()` (optional) for the live captions: the words of the user's turn in
+  progress (listening thread) and of the answer being generated (answering thread), as the
+  responder has them now; None from a responder without text.
 """
 
 from __future__ import annotations
@@ -51,6 +54,21 @@ class ResponderSession(ABC):
     @abstractmethod
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
         """Answer chunks for a finished turn, 16 kHz mono float32, each as soon as ready."""
+
+    def heard(self) -> str | None:
+        """The words recognised of the user's speech since the previous turn's answer was
+        requested (the turn in progress), as they stand now; None without a recogniser.
+
+        Called from the listening thread after `hear`, for every window while the user
+        speaks, so it must be cheap."""
+        return None
+
+    def said(self) -> str | None:
+        """The words of the answer the current `respond` iterator has generated so far, or of
+        the last answer once it is finished; None without text.
+
+        Called from the answering thread after each chunk and once the iterator is done."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """The call is over; release what the session holds."""

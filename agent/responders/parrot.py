@@ -1,12 +1,18 @@
-"""The parrot: answers each turn with that turn's own speech. A microphone and path check."""
+"""The parrot: answers each turn with that turn's own speech. A microphone and path check.
+
+With a recognizer it also captions: the words it recognises of each turn are what it heard,
+and, as it plays the turn back, what it says."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from models.asr.model import Recognizer
+from models.asr.stream import StreamingTranscriber
 from models.speech.audio import MODEL_RATE
 
 CHUNK = MODEL_RATE // 50
@@ -16,11 +22,24 @@ LEAD_IN_LEVEL = 0.01
 
 
 class ParrotSession(ResponderSession):
-    """Keeps the last `keep_s` seconds of the call's audio and plays a turn back from it."""
+    """Keeps the last `keep_s` seconds of the call's audio and plays a turn back from it.
 
-    def __init__(self, keep_s: float = 30.0) -> None:
+    With a `recognizer`, every window also streams through it; `respond` starts a fresh
+    transcript with the next window, so `heard` is the turn in progress. (With barge-in off,
+    a turn that begins before the previous answer is requested loses its first words.)"""
+
+    def __init__(self, keep_s: float = 30.0, recognizer: Recognizer | None = None) -> None:
         self._ring = np.zeros(int(keep_s * MODEL_RATE), dtype=np.float32)
         self._written = 0
+        self._recognizer = recognizer
+        self._transcriber: StreamingTranscriber | None = None
+        """Replaced and fed on the listening thread only; `respond` reads it under the lock."""
+        self._lock = threading.Lock()
+        self._origin = 0
+        """Stream sample at which the transcriber's audio starts."""
+        self._new_turn = True
+        """Set by `respond`: the next window starts a new transcript."""
+        self._said: str | None = None
 
     def hear(self, window: np.ndarray, start_sample: int) -> None:
         n = len(window)
@@ -29,12 +48,52 @@ class ParrotSession(ResponderSession):
         self._ring[pos : pos + first] = window[:first]
         self._ring[: n - first] = window[first:]
         self._written = start_sample + n
+        if self._recognizer is not None:
+            with self._lock:
+                if self._new_turn or self._transcriber is None:
+                    self._transcriber = StreamingTranscriber(self._recognizer)
+                    self._origin, self._new_turn = start_sample, False
+                self._transcriber.push(window)
+
+    def heard(self) -> str | None:
+        if self._recognizer is None:
+            return None
+        return "" if self._transcriber is None else self._transcriber.transcript().text
+
+    def said(self) -> str | None:
+        return self._said
 
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
+        words = self._turn_words(turn)
+        if words is not None:
+            self._said = ""
         start = self._first_sound(max(turn.start_sample, self._written - len(self._ring)), turn)
         for chunk_start in range(start, turn.end_sample, CHUNK):
-            indices = np.arange(chunk_start, min(chunk_start + CHUNK, turn.end_sample))
+            chunk_end = min(chunk_start + CHUNK, turn.end_sample)
+            indices = np.arange(chunk_start, chunk_end)
+            if words is not None:
+                self._said = " ".join(word for word, end in words if end <= chunk_end)
             yield self._ring[indices % len(self._ring)].copy()
+        if words is not None:
+            self._said = " ".join(word for word, _ in words)
+
+    def _turn_words(self, turn: UserTurn) -> list[tuple[str, int]] | None:
+        """The recognised words inside the turn, each with the stream sample where it ends,
+        and a fresh transcript from the next window on; None without a recognizer."""
+        if self._recognizer is None:
+            return None
+        with self._lock:
+            heard = [] if self._transcriber is None else self._transcriber.transcript().words
+            origin, self._new_turn = self._origin, True
+        spans = [
+            (w.word, origin + round(w.start * MODEL_RATE), origin + round(w.end * MODEL_RATE))
+            for w in heard
+        ]
+        return [
+            (word, end)
+            for word, start, end in spans
+            if start < turn.end_sample and end > turn.start_sample
+        ]
 
     def _first_sound(self, start: int, turn: UserTurn) -> int:
         """Skip the quiet lead-in the VAD's padding keeps, so the answer starts with speech."""
@@ -44,9 +103,15 @@ class ParrotSession(ResponderSession):
 
 
 class ParrotResponder(Responder):
-    """Factory of ParrotSession."""
+    """Factory of ParrotSession. A `recognizer` (16 kHz) is shared by all calls, each
+    streaming through it with its own state."""
 
     name = "parrot"
 
+    def __init__(self, recognizer: Recognizer | None = None) -> None:
+        if recognizer is not None and recognizer.config.sample_rate != MODEL_RATE:
+            raise ValueError(f"the parrot's recognizer must hear {MODEL_RATE} Hz audio")
+        self.recognizer = recognizer
+
     def open(self, options: CallOptions) -> ResponderSession:
-        return ParrotSession()
+        return ParrotSession(recognizer=self.recognizer)

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from models.asr.errors import ErrorRates
 from models.speech.audio import write_audio
 from signaling.admission import AccessPolicy
 from signaling.origins import OriginPolicy
 from tests.conftest import start_agent
-from tests.speech import conversation
+from tests.speech import SENTENCES, conversation
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +152,32 @@ async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
             assert await measured.count() >= 1
             assert int((await measured.first.inner_text()).strip()) in v2v
 
+            # the captions panel shows the first turn's words, the user's and the agent's, each
+            # on one line updated in place until its final caption
+            await page.wait_for_function(
+                """() => {
+                    const turn = document.querySelector('#captions li[data-turn="1"]');
+                    const lines = turn ? turn.querySelectorAll('.caption') : [];
+                    return lines.length === 2
+                        && [...lines].every((line) => line.dataset.final === 'true');
+                }""",
+                timeout=15_000,
+            )
+            events = await page.evaluate("window.agentCall.events")
+            captions = [e for e in events if e["type"] == "caption" and e["turn"] == 1]
+            finals = {e["who"]: e["text"] for e in captions if e["final"]}
+            assert len(captions) > len(finals) == 2, captions  # partial ones came first
+            turn = page.locator('#captions li[data-turn="1"]')
+            assert await turn.locator(".caption").count() == 2
+            for who, text in finals.items():
+                shown = await turn.locator(f'.caption[data-who="{who}"] .text').inner_text()
+                assert shown == text, (who, shown, text)
+            errors = ErrorRates()
+            errors.add(SENTENCES["greeting"], finals["user"])
+            assert errors.cer < 0.5, finals  # Telugu words, through Chromium's capture path
+
             print(f"page voice-to-voice ms: {v2v}; server stages ms: {latency['stages']}")
+            print(f"captions of turn 1: {finals}")
             await page.screenshot(path=str(artifacts / "browser-call.png"), full_page=True)
 
             async def no_sessions() -> bool:
