@@ -5,14 +5,13 @@ and, as it plays the turn back, what it says."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import numpy as np
 
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from agent.responders.hearing import TurnHearing
 from models.asr.model import Recognizer
-from models.asr.stream import StreamingTranscriber
 from models.speech.audio import MODEL_RATE
 
 CHUNK = MODEL_RATE // 50
@@ -24,21 +23,14 @@ LEAD_IN_LEVEL = 0.01
 class ParrotSession(ResponderSession):
     """Keeps the last `keep_s` seconds of the call's audio and plays a turn back from it.
 
-    With a `recognizer`, every window also streams through it; `respond` starts a fresh
-    transcript with the next window, so `heard` is the turn in progress. (With barge-in off,
-    a turn that begins before the previous answer is requested loses its first words.)"""
+    With a `recognizer`, every window also streams through it (`TurnHearing`): `heard` is the
+    turn in progress, `said` the words of the turn played back so far. (With barge-in off, a
+    turn that begins before the previous answer is requested loses its first words.)"""
 
     def __init__(self, keep_s: float = 30.0, recognizer: Recognizer | None = None) -> None:
         self._ring = np.zeros(int(keep_s * MODEL_RATE), dtype=np.float32)
         self._written = 0
-        self._recognizer = recognizer
-        self._transcriber: StreamingTranscriber | None = None
-        """Replaced and fed on the listening thread only; `respond` reads it under the lock."""
-        self._lock = threading.Lock()
-        self._origin = 0
-        """Stream sample at which the transcriber's audio starts."""
-        self._new_turn = True
-        """Set by `respond`: the next window starts a new transcript."""
+        self._hearing = None if recognizer is None else TurnHearing(recognizer)
         self._said: str | None = None
 
     def hear(self, window: np.ndarray, start_sample: int) -> None:
@@ -48,24 +40,19 @@ class ParrotSession(ResponderSession):
         self._ring[pos : pos + first] = window[:first]
         self._ring[: n - first] = window[first:]
         self._written = start_sample + n
-        if self._recognizer is not None:
-            with self._lock:
-                if self._new_turn or self._transcriber is None:
-                    self._transcriber = StreamingTranscriber(self._recognizer)
-                    self._origin, self._new_turn = start_sample, False
-                self._transcriber.push(window)
+        if self._hearing is not None:
+            self._hearing.hear(window, start_sample)
 
     def heard(self) -> str | None:
-        if self._recognizer is None:
-            return None
-        return "" if self._transcriber is None else self._transcriber.transcript().text
+        return None if self._hearing is None else self._hearing.heard()
 
     def said(self) -> str | None:
         return self._said
 
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
-        words = self._turn_words(turn)
-        if words is not None:
+        words = None
+        if self._hearing is not None:
+            words = self._hearing.take_turn(turn.start_sample, turn.end_sample)
             self._said = ""
         start = self._first_sound(max(turn.start_sample, self._written - len(self._ring)), turn)
         for chunk_start in range(start, turn.end_sample, CHUNK):
@@ -76,24 +63,6 @@ class ParrotSession(ResponderSession):
             yield self._ring[indices % len(self._ring)].copy()
         if words is not None:
             self._said = " ".join(word for word, _ in words)
-
-    def _turn_words(self, turn: UserTurn) -> list[tuple[str, int]] | None:
-        """The recognised words inside the turn, each with the stream sample where it ends,
-        and a fresh transcript from the next window on; None without a recognizer."""
-        if self._recognizer is None:
-            return None
-        with self._lock:
-            heard = [] if self._transcriber is None else self._transcriber.transcript().words
-            origin, self._new_turn = self._origin, True
-        spans = [
-            (w.word, origin + round(w.start * MODEL_RATE), origin + round(w.end * MODEL_RATE))
-            for w in heard
-        ]
-        return [
-            (word, end)
-            for word, start, end in spans
-            if start < turn.end_sample and end > turn.start_sample
-        ]
 
     def _first_sound(self, start: int, turn: UserTurn) -> int:
         """Skip the quiet lead-in the VAD's padding keeps, so the answer starts with speech."""

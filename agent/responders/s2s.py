@@ -3,6 +3,11 @@ at the end of the turn the GPT decoder answers in the call's speaker and emotion
 decoded step is played as soon as it exists (the first audio leaves before the answer is
 complete).
 
+With text streams (`config.text`), every window also streams through the recognizer
+(`TurnHearing`): its words are the captions of the user's turn (`heard`) and, at the end of the
+turn, the pieces of the user text stream in the decoder's memory; the decoder's own text
+tokens, decoded as they come, are the answer's captions (`said`).
+
 Answers are sampled with settings fixed when the responder is built, from a random state each
 call owns (a `torch.Generator`, seeded from `seed` or fresh entropy): never torch's global
 one, which the worker threads of all calls would share."""
@@ -14,13 +19,17 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
 from agent.responders.codec import CodeRecorder
+from agent.responders.hearing import TurnHearing
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
+from models.s2s.delay import TEXT_PAD
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, Sampling
+from models.text.tokenizer import EPAD
 
 KEEP_S = 60.0
 """Encoder outputs kept for the turns to come (a turn longer than this is cut)."""
@@ -57,8 +66,13 @@ class S2SSession(ResponderSession):
         """Steps encoded since the call began."""
         self._eot_prob: float | None = None
         """End-of-turn probability of the latest encoded step."""
+        recognizer = models.recognizer if models.config.text.enabled else None
+        self._hearing = None if recognizer is None else TurnHearing(recognizer)
+        self._said: str | None = None
 
     def hear(self, window: np.ndarray, start_sample: int) -> float | None:
+        if self._hearing is not None:
+            self._hearing.hear(window, start_sample)
         codes = torch.cat([self._pending, self._recorder.hear(window)], dim=1)
         usable = codes.shape[1] // self._group * self._group
         self._pending = codes[:, usable:]
@@ -82,13 +96,22 @@ class S2SSession(ResponderSession):
         while self._memory and self._memory[0][0] < self._steps - self._keep_steps:
             self._memory.popleft()
 
+    def heard(self) -> str | None:
+        return None if self._hearing is None else self._hearing.heard()
+
+    def said(self) -> str | None:
+        return self._said
+
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
-        memory = self._turn_memory(turn)
+        words = self._user_words(turn)
+        memory = self._turn_memory(turn, words)
         if memory is None:
             return
         codec_state = None
+        pieces: list[int] = []
+        tokenizer = self._models.tokenizer
         with torch.inference_mode():
-            steps = self._models.decoder.generate_stream(
+            steps = self._models.decoder.generate_steps(
                 memory,
                 self._speaker,
                 self._emotion,
@@ -96,12 +119,28 @@ class S2SSession(ResponderSession):
                 self._generator,
                 max_steps=self._max_steps,
             )
-            for codes in steps:
-                pcm, codec_state = self._models.codec.decode_stream(codes, codec_state)
+            for step in steps:
+                pcm, codec_state = self._models.codec.decode_stream(step.codes, codec_state)
+                if step.text is not None and tokenizer is not None:
+                    piece = int(step.text[0])
+                    if piece not in (TEXT_PAD, EPAD):
+                        pieces.append(piece)
+                        self._said = tokenizer.decode(pieces)
                 yield pcm[0].numpy()
 
-    def _turn_memory(self, turn: UserTurn) -> MemoryCache | None:
-        """The projected memory of the turn's steps, or None when none is kept."""
+    def _user_words(self, turn: UserTurn) -> Tensor | None:
+        """The pieces (1, n) of the words heard in the turn (None without text streams), and
+        the answer's caption reset."""
+        if self._hearing is None or self._models.tokenizer is None:
+            return None
+        self._said = ""
+        words = self._hearing.take_turn(turn.start_sample, turn.end_sample)
+        pieces = self._models.tokenizer.encode(" ".join(word for word, _ in words))
+        return torch.tensor([pieces[-self._models.config.text.max_user_tokens :]])
+
+    def _turn_memory(self, turn: UserTurn, words: Tensor | None) -> MemoryCache | None:
+        """The projected memory of the turn's steps and of its words' pieces (text streams),
+        or None when no step is kept."""
         step_samples = self._recorder.hop * self._group
         first = turn.start_sample // step_samples
         end = -(-turn.end_sample // step_samples)
@@ -115,6 +154,10 @@ class S2SSession(ResponderSession):
         ]
         if not parts:
             return None
+        user_text = self._models.encoder.user_text
+        if words is not None and words.shape[1] and user_text is not None:
+            with torch.inference_mode():
+                parts.append(self._models.decoder.memory_kv(user_text(words)))
         keys = torch.cat([k for k, _ in parts], dim=3)
         values = torch.cat([v for _, v in parts], dim=3)
         cache = self._models.decoder.new_memory(1, keys.shape[3], keys.device)

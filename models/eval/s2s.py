@@ -39,21 +39,36 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from models.asr.checkpoint import recognizer_sha256
+from models.asr.errors import ErrorRates
+from models.asr.model import Recognizer
+from models.asr.stream import transcribe
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
+from models.eval.judge import IntentTexts, cer, said_back
 from models.loading import Models, load
+from models.s2s.delay import TEXT_PAD
 from models.s2s.sampling import ANSWERS, Sampling
 from models.speaker import SpeakerEncoder, mel_spectrogram
 from models.speech.audio import read_audio
+from models.text.tokenizer import EPAD
 from models.train.common import autocast, select_device
-from models.train.s2s import SILENCE_S, collate, forward, make_examples, silence_codes
+from models.train.s2s import (
+    SILENCE_S,
+    TextData,
+    collate,
+    forward,
+    make_examples,
+    silence_codes,
+)
+from models.train.text_streams import hear_entries
 from models.train.tokens import encode_entries, pad_to_steps
 
 log = logging.getLogger(__name__)
@@ -67,6 +82,8 @@ POOL = 4
 """10 ms mel frames averaged into one DTW frame."""
 CODEC_ANSWERS = 10
 """Real answers per voice sent through the codec for its own voice verdict."""
+EXAMPLES = 8
+"""Answers whose meant and heard text the report shows."""
 EMOTION_ANSWERS = 500
 """Train answers (rendered by the codec) the emotion classifier learns from."""
 
@@ -102,6 +119,19 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(previous[-1] / (len(a) + len(b)))
 
 
+class Answers(NamedTuple):
+    """What `generate_answers` gives for one user turn."""
+
+    wavs: list[np.ndarray]
+    """Each answer, 16 kHz."""
+    ended: list[bool]
+    """Whether each ended with EOS before max_steps."""
+    meant: list[str] | None
+    """What each answer's text stream says (None for a codes-only model)."""
+    heard: str | None
+    """What the recognizer heard of the user turn (None for a codes-only model)."""
+
+
 @torch.inference_mode()
 def generate_answers(
     models: Models,
@@ -111,11 +141,11 @@ def generate_answers(
     max_steps: int,
     sampling: Sampling,
     generator: torch.Generator | None,
-) -> tuple[list[np.ndarray], list[bool]]:
-    """Answers (16 kHz) to one user turn for each (speaker, emotion) of a batch, and whether
-    each one ended with EOS before max_steps, drawn from `generator` (None: greedy only). The
-    turn is encoded followed by silence, as in training and in a call, and the memory is the
-    encoder output of the turn's steps."""
+) -> Answers:
+    """Answers to one user turn for each (speaker, emotion) of a batch, drawn from `generator`
+    (None: greedy only). The turn is encoded followed by silence, as in training and in a
+    call, and the memory is the encoder output of the turn's steps and, with text streams, the
+    pieces of what the recognizer heard of the turn (as the agent runs it)."""
     config = models.config
     device = next(models.encoder.parameters()).device
     step_samples = models.codec.hop * config.frames_per_step
@@ -125,11 +155,20 @@ def generate_answers(
     codes = models.codec.encode(stream[None].to(device)).expand(len(speakers), -1, -1)
     memory, _ = models.encoder(codes, speakers, emotions)
     memory = memory[:, : len(wav) // step_samples]
-    steps = list(
-        models.decoder.generate_stream(
+    heard = None
+    if models.encoder.user_text is not None and models.recognizer is not None:
+        heard = transcribe(models.recognizer, user).text
+        pieces = models.tokenizer.encode(heard) if models.tokenizer is not None else []
+        pieces = pieces[-config.text.max_user_tokens :]
+        if pieces:
+            words = models.encoder.user_text(torch.tensor([pieces], device=device))
+            memory = torch.cat((memory, words.expand(len(speakers), -1, -1)), dim=1)
+    generated = list(
+        models.decoder.generate_steps(
             memory, speakers, emotions, sampling, generator, max_steps=max_steps
         )
     )
+    steps = [step.codes for step in generated]
     answer = torch.stack(steps, dim=2)  # (batch, Q, steps, G)
     ended = answer[:, 0, :, 0] >= config.codec.codebook_size
     lengths = torch.where(ended.any(dim=1), ended.int().argmax(dim=1), len(steps))
@@ -140,7 +179,14 @@ def generate_answers(
             continue
         codes = answer[row : row + 1, :, :length].flatten(2)
         wavs.append(models.codec.decode(codes)[0].cpu().numpy())
-    return wavs, ended.any(dim=1).tolist()
+    meant = None
+    if generated and generated[0].text is not None and models.tokenizer is not None:
+        text = torch.stack([step.text for step in generated], dim=1)  # type: ignore[misc]
+        meant = [
+            models.tokenizer.decode([t for t in row.tolist() if t not in (TEXT_PAD, EPAD)])
+            for row in text
+        ]
+    return Answers(wavs, ended.any(dim=1).tolist(), meant, heard)
 
 
 class References:
@@ -236,17 +282,24 @@ def listening(
         other = next((u for u, _ in later if intent(u) != intent(user)), user)
         others.append((other, answer))
     silence = silence_codes(models.codec, SILENCE_S, config.frames_per_step)
+    text = None
+    if models.tokenizer is not None and models.recognizer is not None:
+        heard = hear_entries(models.recognizer, entries, root)
+        text = TextData(models.tokenizer, heard, recognizer_sha256())
     sums = {}
     for name, pairs in (("ce_own_turn", turns), ("ce_other_turn", others)):
-        examples = make_examples(pairs, encoded, config)
-        total = 0.0
+        examples = make_examples(pairs, encoded, config, text=text)
+        total = text_total = 0.0
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, silence, config.frames_per_step, config.codec.hop)
             with autocast(device, cpu_bf16=True):
-                ce = forward(models.encoder, models.decoder, batch.to(device)).ce
-            total += float(ce) * len(chunk)
+                outputs = forward(models.encoder, models.decoder, batch.to(device))
+            total += float(outputs.ce) * len(chunk)
+            text_total += float(outputs.text_ce) * len(chunk)
         sums[name] = total / len(examples)
+        if text is not None:
+            sums[f"text_{name}"] = text_total / len(examples)
     return sums
 
 
@@ -281,6 +334,62 @@ def codec_voice_accuracy(
         ]
         by_speaker[speaker] = _rate([v == speaker for v in voices])
     return by_speaker
+
+
+class HeardVerdicts:
+    """The verdicts on answers from what the recognizer hears in their audio
+    (`models.eval.judge`), accumulated over a run."""
+
+    def __init__(self, texts: IntentTexts) -> None:
+        self.texts = texts
+        self.intent: list[bool] = []
+        self.meant_intent: list[bool] = []
+        self.slot: list[bool] = []
+        self.meant_slot: list[bool] = []
+        self.errors = [0, 0]
+        self.examples: list[dict[str, str]] = []
+
+    def judge(
+        self, recognizer: Recognizer, wav: np.ndarray, meant: str, target: str, value: Any
+    ) -> None:
+        """Score one answer's audio against its target intent, the turn's slot value (if
+        any) and the text the model meant."""
+        heard = transcribe(recognizer, wav).text if len(wav) else ""
+        self.intent.append(self.texts.closest(heard) == target)
+        self.meant_intent.append(self.texts.closest(meant) == target)
+        if value:
+            self.slot.append(said_back(str(value), heard))
+            self.meant_slot.append(said_back(str(value), meant))
+        edits, chars = cer(meant, heard)
+        self.errors[0] += edits
+        self.errors[1] += chars
+        if len(self.examples) < EXAMPLES:
+            self.examples.append({"meant": meant, "heard": heard, "intent": target})
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "heard_intent_accuracy": _rate(self.intent),
+            "heard_slot_rate": _rate(self.slot),
+            "meant_intent_accuracy": _rate(self.meant_intent),
+            "meant_slot_rate": _rate(self.meant_slot),
+            "slot_answers": len(self.slot),
+            "answer_cer": self.errors[0] / max(1, self.errors[1]),
+            "examples": self.examples,
+        }
+
+
+def codec_answer_cer(
+    render: Callable[[np.ndarray], np.ndarray],
+    answers: list[Entry],
+    references: References,
+    recognizer: Recognizer,
+) -> float:
+    """The recognizer's CER on up to 4 x CODEC_ANSWERS real answers of the split (first by
+    key) after a codec round trip: what the codec lets through of the words."""
+    errors = ErrorRates()
+    for entry in sorted(answers, key=lambda e: e.key)[: 4 * CODEC_ANSWERS]:
+        errors.add(entry.text, transcribe(recognizer, render(references.wav(entry))).text)
+    return errors.cer
 
 
 def _rate(hits: list[bool]) -> float | None:
@@ -328,13 +437,17 @@ def evaluate_s2s(
     voices = torch.arange(len(config.speakers), device=device_of)
     hits: dict[str, list[bool]] = {"answer": [], "voice": [], "emotion": []}
     voice_hits: dict[str, list[bool]] = {speaker: [] for speaker in centroids}
+    judge = models.recognizer if models.tokenizer is not None else None
+    user_errors = ErrorRates()
+    texts = IntentTexts((intent(e), e.text) for e in answers if e.split == "train")
+    words = HeardVerdicts(texts)
     ended: list[bool] = []
     seconds: list[float] = []
     step_samples = models.codec.hop * config.frames_per_step
     for user, reference in tqdm(turns, desc="eval s2s", unit="turn", disable=not progress):
         emotion = config.emotions.index(reference.emotion)
         reference_steps = -(-round(reference.duration * rate) // step_samples)
-        wavs, done = generate_answers(
+        wavs, done, meant, heard = generate_answers(
             models,
             read_audio(user.path(manifest.parent), rate),
             voices,
@@ -345,7 +458,13 @@ def evaluate_s2s(
         )
         target = intent(reference)
         emotions = classifier.predict(wavs)
-        for speaker, wav, predicted in zip(config.speakers, wavs, emotions, strict=True):
+        if heard is not None:
+            user_errors.add(user.text, heard)
+        for row, (speaker, wav, predicted) in enumerate(
+            zip(config.speakers, wavs, emotions, strict=True)
+        ):
+            if judge is not None and meant is not None:
+                words.judge(judge, wav, meant[row], target, user.extra.get("value"))
             closest = references.closest_intent(wav, speaker, reference.emotion)
             hits["answer"].append(closest == target)
             if speaker in centroids:
@@ -355,6 +474,14 @@ def evaluate_s2s(
             hits["emotion"].append(predicted == reference.emotion and len(wav) > 0)
             seconds.append(len(wav) / rate)
         ended.extend(done)
+    heard_verdicts = {}
+    if judge is not None:
+        heard_verdicts = {
+            "user_cer": user_errors.cer,
+            "user_wer": user_errors.wer,
+            **words.summary(),
+            "codec_answer_cer": codec_answer_cer(render, split_answers, references, judge),
+        }
     return {
         "checkpoint": str(checkpoint),
         "split": split,
@@ -371,6 +498,7 @@ def evaluate_s2s(
         "emotion_majority": classifier_result["majority"],
         **listened,
         "codec_voice_accuracy_by_speaker": codec_voices,
+        **heard_verdicts,
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
         "temperature": sampling.temperature,
@@ -408,8 +536,27 @@ def format_report(result: dict[str, Any]) -> str:
                 f"{speaker} {pct(rate)}"
                 for speaker, rate in result["codec_voice_accuracy_by_speaker"].items()
             ),
+            *_heard_lines(result, pct),
         ]
     )
+
+
+def _heard_lines(result: dict[str, Any], pct: Callable[[float | None], str]) -> list[str]:
+    """The report's lines on what the recognizer heard (text-stream models only)."""
+    if "heard_intent_accuracy" not in result:
+        return []
+    return [
+        f"  heard in the answer audio: intent {pct(result['heard_intent_accuracy'])}, slot "
+        f"value said back {pct(result['heard_slot_rate'])} of {result['slot_answers']}; "
+        f"CER against the meant text {pct(result['answer_cer'])}",
+        f"  meant (the text stream): intent {pct(result['meant_intent_accuracy'])}, slot "
+        f"value {pct(result['meant_slot_rate'])}",
+        f"  user turns as the recognizer hears them: CER {pct(result['user_cer'])}, WER "
+        f"{pct(result['user_wer'])}; real answers through the codec: CER "
+        f"{pct(result['codec_answer_cer'])}",
+        f"  text stream cross-entropy {result['text_ce_own_turn']:.3f} after the own turn, "
+        f"{result['text_ce_other_turn']:.3f} after another intent's",
+    ]
 
 
 def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -46,6 +46,7 @@ from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
 from models.config import PRESETS, CodecConfig, S2SConfig, preset
 from models.data.manifest import Entry, dialogue_pairs, intent_pairs, read_manifest
+from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import (
     TEXT_IGNORE,
@@ -101,8 +102,6 @@ WARMUP_STEPS = 500
 """Learning-rate warm-up, capped at a tenth of the run."""
 CLIP = 1.0
 CODES_FILE = "codes.pt"
-TOKENIZER_DIR = "tokenizer"
-"""The checkpoint's copy of the tokenizer its text streams were trained with."""
 HEARD_SHARE = 0.5
 """Share of training examples whose user words are what the recognizer heard (the rest get
 the true transcript)."""

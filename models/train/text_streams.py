@@ -120,6 +120,28 @@ def _fingerprint(recognizer: Recognizer, manifest: Path) -> str:
 
 
 @torch.inference_mode()
+def hear_entries(
+    recognizer: Recognizer, entries: list[Entry], root: Path, progress: bool = False
+) -> HeardText:
+    """Transcribe each entry's audio (under `root`) and align the agent turns' text."""
+    from models.speech.audio import read_audio  # here: a cached run reads no audio
+
+    recognizer.eval()
+    vocabulary = Vocabulary(recognizer.config.letters)
+    frame_s = recognizer.config.frame_s
+    heard: dict[str, str] = {}
+    starts: dict[str, list[float]] = {}
+    for entry in tqdm(entries, desc="hearing", unit="file", disable=not progress):
+        wav = read_audio(entry.path(root), recognizer.config.sample_rate)
+        logits = recognizer(torch.from_numpy(wav)[None])[0]
+        heard[entry.key] = greedy_decode(logits, vocabulary, frame_s).text
+        if entry.dialogue is not None and entry.dialogue.role == "agent":
+            found = word_starts(entry.text, logits.log_softmax(-1), vocabulary, frame_s)
+            if found is not None:
+                starts[entry.key] = found
+    return HeardText(heard, starts)
+
+
 def hear_manifest(
     recognizer: Recognizer,
     manifest: str | Path,
@@ -127,38 +149,22 @@ def hear_manifest(
     splits: tuple[str, ...] = ("train", "validation"),
     progress: bool = True,
 ) -> HeardText:
-    """Transcribe every entry of `splits` and align the agent turns' text; cached in `cache`
-    (reused while the recognizer weights and the manifest are the same)."""
+    """`hear_entries` for every entry of `splits`, cached in `cache` (reused while the
+    recognizer weights and the manifest are the same)."""
     manifest = Path(manifest)
     stamp = _fingerprint(recognizer, manifest)
     if cache is not None and Path(cache).is_file():
         stored = torch.load(cache, map_location="cpu", weights_only=True)
         if stored.get("fingerprint") == stamp and stored.get("splits") == list(splits):
             return HeardText(stored["heard"], stored["word_starts"])
-    from models.speech.audio import read_audio  # here: a cached run reads no audio
-
-    recognizer.eval()
-    vocabulary = Vocabulary(recognizer.config.letters)
-    frame_s = recognizer.config.frame_s
-    entries: list[Entry] = [e for e in read_manifest(manifest) if e.split in splits]
-    heard: dict[str, str] = {}
-    starts: dict[str, list[float]] = {}
-    for entry in tqdm(entries, desc="hearing", unit="file", disable=not progress):
-        wav = read_audio(entry.path(manifest.parent), recognizer.config.sample_rate)
-        logits = recognizer(torch.from_numpy(wav)[None])[0]
-        heard[entry.key] = greedy_decode(logits, vocabulary, frame_s).text
-        if entry.dialogue is not None and entry.dialogue.role == "agent":
-            found = word_starts(entry.text, logits.log_softmax(-1), vocabulary, frame_s)
-            if found is not None:
-                starts[entry.key] = found
+    entries = [e for e in read_manifest(manifest) if e.split in splits]
+    result = hear_entries(recognizer, entries, manifest.parent, progress)
     agents = sum(1 for e in entries if e.dialogue is not None and e.dialogue.role == "agent")
-    log.info("aligned %d of %d answers", len(starts), agents)
+    log.info("aligned %d of %d answers", len(result.word_starts), agents)
     if cache is not None:
-        torch.save(
-            {"fingerprint": stamp, "splits": list(splits), "heard": heard, "word_starts": starts},
-            cache,
-        )
-    return HeardText(heard, starts)
+        stored = {"fingerprint": stamp, "splits": list(splits)}
+        torch.save({**stored, "heard": result.heard, "word_starts": result.word_starts}, cache)
+    return result
 
 
 def place_pieces(word_pieces: list[list[int]], starts: list[int], steps: int, lead: int) -> Tensor:

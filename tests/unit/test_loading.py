@@ -6,16 +6,12 @@ import torch
 from agent.responders import make_responder
 from models.checkpoints import CheckpointError, save_checkpoint
 from models.config import DEMO
-from models.loading import build, load
+from models.loading import build, load, save_models
 
 
 def test_a_saved_demo_checkpoint_loads_back_into_the_responders(tmp_path):
     models = build(DEMO, seed=1)
-    save_checkpoint(
-        tmp_path,
-        {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder},
-        DEMO,
-    )
+    save_models(tmp_path, models)
     loaded = load(tmp_path)
     assert loaded.trained and loaded.config == DEMO
     for name in ("codec", "encoder", "decoder"):
@@ -43,8 +39,7 @@ def test_export_to_float16_halves_the_checkpoint_and_loads(tmp_path):
 
     models = build(DEMO, seed=2)
     source, target = tmp_path / "run", tmp_path / "shipped"
-    modules = {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder}
-    save_checkpoint(source, modules, DEMO, extra={"steps": 7})
+    save_models(source, models, extra={"steps": 7})
     assert main(["models", "export", str(source), str(target)]) == 0
 
     def size(path):
@@ -63,8 +58,7 @@ def test_export_takes_a_codec_whose_decoder_alone_changed(tmp_path):
 
     models = build(DEMO, seed=2)
     source = tmp_path / "run"
-    modules = {"codec": models.codec, "encoder": models.encoder, "decoder": models.decoder}
-    save_checkpoint(source, modules, DEMO)
+    save_models(source, models)
     tuned = build(DEMO, seed=2).codec
     with torch.no_grad():
         for parameter in tuned.decoder.parameters():

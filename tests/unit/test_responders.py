@@ -12,8 +12,10 @@ from agent.config import AgentConfig
 from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, UserTurn, make_responder
 from agent.responders.s2s import S2SResponder
+from models.asr.stream import transcribe
 from models.config import DEMO
 from models.controls import emotion_id, speaker_id
+from models.data.espeak import synthesize
 from models.eval.eot import eot_probabilities
 from models.loading import Models, build
 from models.speech.audio import MODEL_RATE
@@ -89,3 +91,25 @@ def test_a_seeded_s2s_answer_is_the_same_whatever_else_draws_random_numbers(
     assert np.array_equal(first, again)
     assert not np.array_equal(first, s2s_answer(untrained, seed=6))
     assert not np.array_equal(s2s_answer(untrained, None), s2s_answer(untrained, None))
+
+
+def test_s2s_with_text_streams_hears_the_words_and_captions_its_text(untrained: Models) -> None:
+    """The user text stream is the recognizer's words of the turn (its captions too); the
+    answer's captions are the decoded pieces of the decoder's text stream, as they come."""
+    assert untrained.recognizer is not None and untrained.tokenizer is not None
+    speech = synthesize("నమస్కారం, నా పేరు రాము.", rate=MODEL_RATE)
+    audio = np.concatenate([speech, np.zeros(MODEL_RATE // 2, np.float32)]).astype(np.float32)
+    expected = transcribe(untrained.recognizer, audio).text
+    assert expected, "the recognizer hears nothing in espeak-ng speech"
+    session = S2SResponder(untrained, max_answer_s=0.4, seed=1).open(OPTIONS)
+    assert session.heard() == "" and session.said() is None
+    for start in range(0, len(audio), 512):
+        session.hear(audio[start : start + 512], start)
+    assert session.heard() == expected
+    seen = []
+    for _ in session.respond(UserTurn(1, 0, len(audio))):
+        seen.append(session.said())
+    assert seen[0] is not None and seen[-1] == session.said()
+    pieces = untrained.tokenizer.encode(session.said() or "")
+    assert untrained.tokenizer.decode(pieces) == session.said()
+    assert session.heard() == ""  # the next turn starts a fresh transcript
