@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from models.config import preset  # noqa: E402
 from models.loading import Models, build  # noqa: E402
+from models.s2s.kv_cache import MemoryCache  # noqa: E402
 from models.s2s.sampling import ANSWERS, GREEDY  # noqa: E402
 from models.speaker import SpeakerEncoder  # noqa: E402
 from models.speed import compile_module, quantize_int8, to_dtype  # noqa: E402
@@ -56,6 +57,26 @@ def median_ms(fn: Callable[[], object], runs: int, device: torch.device) -> floa
         fn()
         times.append((clock(device) - start) * 1000)
     return statistics.median(times)
+
+
+USER_PIECES = 24
+"""Pieces of a user turn's words in the text-stream memory (a long sentence)."""
+
+
+def with_user_words(models: Models, memory: MemoryCache, device: torch.device) -> MemoryCache:
+    """The turn's memory as the agent makes it at the end of a turn: the acoustic steps, and
+    with text streams USER_PIECES pieces of the user's words embedded and projected."""
+    user_text = models.encoder.user_text
+    if user_text is None:
+        return memory
+    pieces = torch.randint(5, models.config.text.vocab_size, (1, USER_PIECES), device=device)
+    keys, values = models.decoder.memory_kv(user_text(pieces))
+    cache = models.decoder.new_memory(1, memory.length + USER_PIECES, device)
+    cache.append(
+        torch.cat((memory.keys[..., : memory.length, :], keys), dim=3),
+        torch.cat((memory.values[..., : memory.length, :], values), dim=3),
+    )
+    return cache
 
 
 def apply_options(models: Models, args: argparse.Namespace) -> None:
@@ -127,15 +148,18 @@ def run(args: argparse.Namespace) -> dict:
 
         encoder_chunk_ms = median_ms(encode_chunk, args.runs, device)
 
-        # decoder: first audio and per-step time over one answer
+        # decoder: first audio and per-step time over one answer; with text streams the end
+        # of the turn first adds the turn's words (USER_PIECES pieces) to the memory, as the
+        # agent does
         answer_steps = max(args.answer_steps, q + 2)
         step_times, first_audio_ms = [], []
         for _ in range(max(3, args.runs // 20)):
             start = clock(device)
             previous = start
             cstate = None
+            turn_memory = with_user_words(models, memory, device)
             steps = models.decoder.generate_stream(
-                memory, speaker, emotion, GUIDED_GREEDY, max_steps=answer_steps
+                turn_memory, speaker, emotion, GUIDED_GREEDY, max_steps=answer_steps
             )
             for i, step_codes in enumerate(steps):
                 now = clock(device)

@@ -137,7 +137,34 @@ def _s2s_table(result: dict[str, Any]) -> list[str]:
         f"the decoder's end-of-answer token; mean answer length {result['mean_answer_s']:.1f} s.",
         *_voice_notes(result),
         *_listening_notes(result),
+        *_text_stream_notes(result),
         *_verdict_notes(result),
+    ]
+
+
+def _text_stream_notes(result: dict[str, Any]) -> list[str]:
+    """The verdicts from what the recognizer hears in the answer audio (text streams)."""
+    if "heard_intent_accuracy" not in result:
+        return []
+    own, other = result["text_ce_own_turn"], result["text_ce_other_turn"]
+    return [
+        "",
+        "Judged from the answer audio by the shipped recognizer (models/eval/judge.py), beside "
+        "what the model's own text stream meant:",
+        "",
+        "| verdict | heard in the audio | meant (text stream) |",
+        "|---|---|---|",
+        f"| answer of the right intent (nearest answer text) | "
+        f"{_pct(result['heard_intent_accuracy'])} | {_pct(result['meant_intent_accuracy'])} |",
+        f"| slot value said back ({result['slot_answers']} slot answers) | "
+        f"{_pct(result['heard_slot_rate'])} | {_pct(result['meant_slot_rate'])} |",
+        "",
+        f"The answer audio's CER against the text the model meant: "
+        f"{_pct(result['answer_cer'])}; real answers of the split after a codec round trip "
+        f"alone: {_pct(result['codec_answer_cer'])} (what the codec lets the recognizer read). "
+        f"User turns as the agent hears them: CER {_pct(result['user_cer'])}, WER "
+        f"{_pct(result['user_wer'])}. The text stream's cross-entropy is {own:.3f} after the "
+        f"own user turn and {other:.3f} after another intent's.",
     ]
 
 
@@ -229,7 +256,7 @@ def _eot_table(result: dict[str, Any]) -> list[str]:
 
 
 def render_card(
-    checkpoint: Path, codec_run: Path, s2s_run: Path, manifest: Path, command: str
+    checkpoint: Path, codec_run: Path | None, s2s_run: Path, manifest: Path, command: str
 ) -> str:
     """The model card's Markdown."""
     config = load_config(checkpoint)
@@ -237,8 +264,10 @@ def render_card(
     files = sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors")
     mib = sum(p.stat().st_size for p in files) / 2**20
     data = data_summary(manifest)
-    codec, s2s = run_summary(codec_run), run_summary(s2s_run)
-    runs = (("codec", codec), ("S2S", s2s))
+    s2s = run_summary(s2s_run)
+    runs = [("S2S", s2s)]
+    if codec_run is not None:
+        runs.insert(0, ("codec", run_summary(codec_run)))
     evals = {name: json.loads((checkpoint / name).read_text()) for name in EVAL_FILES}
     params = {part: sizes[part]["params"] for part in ("codec", "encoder", "decoder")}
     lines = [
@@ -287,6 +316,11 @@ def render_card(
         lines.append(f"| {name} | {run['steps']} | {run['wall_minutes']:.1f} min | {figures} |")
     total = sum(run["wall_minutes"] for _, run in runs)
     lines += ["", f"Training wall time in all: {total:.1f} min."]
+    if codec_run is None:
+        lines.append(
+            "The codec was not trained in this run: it is the previous checkpoint's, unchanged "
+            "(`train s2s --codec`)."
+        )
     if "validation" in s2s:
         val = s2s["validation"]
         lines.append(
@@ -304,6 +338,12 @@ def render_card(
             lines.append(
                 f"With another pair's user turn the same answers score cross-entropy "
                 f"{other:.3f}: {verdict}"
+            )
+        if "val_text_accuracy" in val:
+            lines.append(
+                f"Text stream: piece accuracy {_pct(val['val_text_accuracy'])}, cross-entropy "
+                f"{val['val_text_ce']:.3f} after the own user turn and "
+                f"{val['val_text_ce_other_turn']:.3f} after another pair's."
             )
     lines += [
         "",
@@ -340,14 +380,15 @@ def render_card(
 
 def write_card(
     checkpoint: str | Path,
-    codec_run: str | Path,
+    codec_run: str | Path | None,
     s2s_run: str | Path,
     manifest: str | Path,
     command: str = "make demo-model",
 ) -> Path:
     """Write MODEL_CARD.md into the checkpoint directory; returns its path."""
     checkpoint = Path(checkpoint)
-    text = render_card(checkpoint, Path(codec_run), Path(s2s_run), Path(manifest), command)
+    codec = None if codec_run is None else Path(codec_run)
+    text = render_card(checkpoint, codec, Path(s2s_run), Path(manifest), command)
     path = checkpoint / CARD_FILE
     path.write_text(text, encoding="utf-8")
     return path

@@ -38,7 +38,11 @@ def add_models_commands(p: argparse.ArgumentParser) -> None:
         "card", help="write a checkpoint's MODEL_CARD.md from its runs' logs and eval files"
     )
     card.add_argument("checkpoint", help="shipped checkpoint directory (holds eval-*.json)")
-    card.add_argument("--codec-run", required=True, help="the codec's training directory")
+    card.add_argument(
+        "--codec-run",
+        default=None,
+        help="the codec's training directory (none: the codec was reused unchanged)",
+    )
     card.add_argument("--s2s-run", required=True, help="the S2S training directory")
     card.add_argument("--data", required=True, help="the manifest the runs trained on")
     card.add_argument(
