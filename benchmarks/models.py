@@ -32,7 +32,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 import torch  # noqa: E402
 
-from models.config import preset  # noqa: E402
+from models.config import TextConfig, preset  # noqa: E402
 from models.loading import Models, build  # noqa: E402
 from models.s2s.kv_cache import MemoryCache  # noqa: E402
 from models.s2s.sampling import ANSWERS, GREEDY  # noqa: E402
@@ -96,6 +96,8 @@ def apply_options(models: Models, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     config = preset(args.preset)
+    if args.codes_only:
+        config = replace(config, text=TextConfig())
     models = build(config, device)
     apply_options(models, args)
     dtype = next(models.codec.parameters()).dtype
@@ -214,6 +216,7 @@ def run(args: argparse.Namespace) -> dict:
         "dtype": args.dtype,
         "int8": args.int8,
         "compile": args.compile,
+        "text_streams": not args.codes_only,
         "codec_encode_ms": round(codec_encode_ms, 3),
         "codec_decode_ms": round(codec_decode_ms, 3),
         "encoder_chunk_ms": round(encoder_chunk_ms, 3),
@@ -246,6 +249,11 @@ def main() -> int:
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--int8", action="store_true", help="int8 dynamic quantization (CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the codec")
+    parser.add_argument(
+        "--codes-only",
+        action="store_true",
+        help="without the text streams (the design document's codes-only transformer)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = run(args)

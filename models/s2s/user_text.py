@@ -37,7 +37,3 @@ class UserText(nn.Module):
         index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         index = index.clamp(max=self.max_tokens - 1)
         return self.norm(self.pieces(tokens) + self.positions(index)[None])
-
-    def last(self, tokens: list[int]) -> list[int]:
-        """The pieces of a turn that fit: its last max_user_tokens."""
-        return tokens[-self.max_tokens :]

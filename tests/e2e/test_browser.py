@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from agent.responders.s2s import S2SResponder
 from models.asr.errors import ErrorRates
+from models.loading import DEMO_CHECKPOINT, load
 from models.speech.audio import write_audio
 from signaling.admission import AccessPolicy
 from signaling.origins import OriginPolicy
@@ -60,12 +62,17 @@ async def poll(
 TOKEN = "browser-test-token"
 
 
-@pytest.fixture(params=["defaults", "token_and_origins"])
+@pytest.fixture(params=["defaults", "token_and_origins", "demo_model"])
 async def served(request):
-    """An agent with the defaults, or with an API token and an origin allow-list configured;
-    the page's address (with the token in its fragment when there is one)."""
+    """An agent with the defaults (the parrot), with an API token and an origin allow-list
+    configured, or answering with the shipped demo model (its captions: the recognizer's
+    words and the decoder's text stream); the page's address (with the token in its fragment
+    when there is one)."""
     if request.param == "defaults":
         agent, runner = await start_agent()
+        page_url = agent.url
+    elif request.param == "demo_model":
+        agent, runner = await start_agent(responder=S2SResponder(load(DEMO_CHECKPOINT), seed=0))
         page_url = agent.url
     else:
         access = AccessPolicy(api_token=TOKEN)
