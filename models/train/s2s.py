@@ -628,6 +628,7 @@ def train_s2s(
     coarse_weight: float = 0.0,
     heard_share: float = HEARD_SHARE,
     recognizer: str | Path | None = None,
+    text_weight: float | None = None,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -644,6 +645,8 @@ def train_s2s(
     if resuming and not resume:
         raise FileExistsError(f"{out} already holds a training run; resume it or pick another")
     config = _resolve_config(config, load_config(codec_checkpoint).codec)
+    if text_weight is not None:  # a loss weight: it may change when a run resumes
+        config = replace(config, text=replace(config.text, text_weight=text_weight))
     torch_device = select_device(device)
     seed_everything(seed)
     data_generator = torch.Generator().manual_seed(seed)
@@ -664,10 +667,20 @@ def train_s2s(
 
     start, seconds_before, first_loss = 0, 0.0, None
     head_weights = {"ctc_weight": ctc_weight, "intent_weight": intent_weight}
+    text_weights: list[list[float]] = [[0, config.text.text_weight]]
+    """(first step, weight) of each text-stream loss weight the run has used."""
     if resuming:
         saved = read_train_state(out)
-        if S2SConfig.from_dict(saved["extra"]["config"]) != config:
+        trained = S2SConfig.from_dict(saved["extra"]["config"])
+        if (
+            replace(trained, text=replace(trained.text, text_weight=config.text.text_weight))
+            != config
+        ):
             raise ValueError(f"{out} was trained with another configuration than {config.name}")
+        text_weights = saved["extra"].get("text_weights", [[0, trained.text.text_weight]])
+        if text_weights[-1][1] != config.text.text_weight:
+            text_weights.append([saved["step"], config.text.text_weight])
+            log.warning("text weight %g from step %d", config.text.text_weight, saved["step"])
         trained_with = saved["extra"].get("head_weights", dict.fromkeys(head_weights, 0.0))
         if trained_with != head_weights:
             raise ValueError(f"{out} was trained with turn head weights {trained_with}")
@@ -709,11 +722,12 @@ def train_s2s(
             "data_rng": data_generator.get_state(),
             "head_weights": head_weights,
             "coarse_weight": coarse_weight,
+            "text_weights": text_weights,
         }
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
         metrics = {k: v for k, v in (last | validated).items() if k != "step"}
         checkpoint = {"codec": codec, "encoder": encoder, "decoder": decoder}
-        about: dict[str, Any] = {"step": step, "train": metrics}
+        about: dict[str, Any] = {"step": step, "train": metrics, "text_weights": text_weights}
         if text_data is not None:
             text_data.tokenizer.save(out / TOKENIZER_DIR)
             about["tokenizer"] = text_data.tokenizer.record()
@@ -852,6 +866,13 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="recognizer checkpoint that hears the user turns and aligns the answers' words "
         "(text streams; default: the shipped one, which the agent runs)",
     )
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=None,
+        help="weight of the text stream's cross-entropy (default: the preset's); may change "
+        "when a run resumes (the checkpoint records each weight and its first step)",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -882,6 +903,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         coarse_weight=args.coarse_weight,
         heard_share=args.heard_share,
         recognizer=args.recognizer,
+        text_weight=args.text_weight,
     )
     print(json.dumps(metrics))
     return 0

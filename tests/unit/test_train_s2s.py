@@ -356,8 +356,11 @@ def test_resume_continues_from_the_saved_step(
         progress=False,
         ctc_weight=1.0,
         intent_weight=1.0,
+        text_weight=4.0,  # a loss weight may change on resume, and the run records it
     )
     assert metrics["step"] == STEPS + 5 and load_extra(copy)["step"] == STEPS + 5
+    assert load_extra(copy)["text_weights"] == [[0, 1.0], [STEPS, 4.0]]
+    assert load(copy).config.text.text_weight == 4.0
     steps = [int(r["step"]) for r in _log(copy)]
     assert steps == sorted(set(steps)) and steps[-1] == STEPS + 5 and STEPS in steps
     after = load(copy).decoder.state_dict()
