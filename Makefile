@@ -55,13 +55,15 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test apt-packages
 	$(BIN)/python -m benchmarks.latency --spawn
 
-# The demo model from scratch on 2 CPU cores in under 2 hours: synthetic Telugu corpus, codec,
-# S2S transformer, then a float16 export, its evaluation figures and its model card. Every
-# stage resumes where it stopped when run again.
+# The demo model from scratch on 2 CPU cores in about 2 hours: synthetic Telugu corpus, codec,
+# S2S transformer with its text streams (which read the shipped recognizer's hearing: run
+# `make asr-model` first to rebuild that too), then a float16 export, its evaluation figures
+# and its model card. Every stage resumes where it stopped when run again.
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
 CODEC_STEPS ?= 5000
 S2S_STEPS ?= 1400
+S2S_TEXT_WEIGHT ?= 4
 DEVICE ?= auto
 # Within 2 CPU hours the codec gets reconstruction losses only; on a GPU, add the GAN phase,
 # e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
@@ -75,7 +77,8 @@ demo-model: $(VENV)/.installed-test apt-packages
 	  --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
-	  --batch-size 8 --pairing intent --eval-every 350 --device $(DEVICE) --resume --no-progress
+	  --batch-size 8 --pairing intent --text-weight $(S2S_TEXT_WEIGHT) --eval-every 200 \
+	  --device $(DEVICE) --resume --no-progress
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_OUT)
 	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json

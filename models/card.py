@@ -204,12 +204,20 @@ def _listening_notes(result: dict[str, Any]) -> list[str]:
     if "ce_own_turn" not in result:
         return []
     own, other = result["ce_own_turn"], result["ce_other_turn"]
-    verdict = (
-        "the answers depend on what the user said."
-        if _listens(own, other)
-        else "**the answers do not depend on what the user said**: the decoder has learned "
-        "the sound of the voices and of an answer, not yet to listen."
+    text_listens = "text_ce_own_turn" in result and _listens(
+        result["text_ce_own_turn"], result["text_ce_other_turn"]
     )
+    if _listens(own, other):
+        verdict = "the answers depend on what the user said."
+    elif text_listens:
+        verdict = (
+            "the answer's codes barely depend on what the user said; its text stream does (below)."
+        )
+    else:
+        verdict = (
+            "**the answers do not depend on what the user said**: the decoder has learned "
+            "the sound of the voices and of an answer, not yet to listen."
+        )
     return [
         "",
         f"Reference answers score cross-entropy {own:.3f} when the model hears their own user "
@@ -333,7 +341,7 @@ def render_card(
             verdict = (
                 "the decoder uses what the user said."
                 if _listens(val["val_ce"], other)
-                else "**the decoder does not use what the user said.**"
+                else "**the decoder's codes do not use what the user said.**"
             )
             lines.append(
                 f"With another pair's user turn the same answers score cross-entropy "
