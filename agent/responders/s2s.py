@@ -29,6 +29,7 @@ from models.loading import Models
 from models.s2s.delay import TEXT_PAD
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, Sampling
+from models.s2s.user_text import user_pieces
 from models.text.tokenizer import EPAD
 
 KEEP_S = 60.0
@@ -135,8 +136,9 @@ class S2SSession(ResponderSession):
             return None
         self._said = ""
         words = self._hearing.take_turn(turn.start_sample, turn.end_sample)
-        pieces = self._models.tokenizer.encode(" ".join(word for word, _ in words))
-        return torch.tensor([pieces[-self._models.config.text.max_user_tokens :]])
+        heard = " ".join(word for word, _ in words)
+        limit = self._models.config.text.max_user_tokens
+        return user_pieces(self._models.tokenizer, heard, limit)[None]
 
     def _turn_memory(self, turn: UserTurn, words: Tensor | None) -> MemoryCache | None:
         """The projected memory of the turn's steps and of its words' pieces (text streams),

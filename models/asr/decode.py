@@ -36,11 +36,14 @@ class GreedyDecoder:
         self._previous = BLANK
         self._letters: list[tuple[int, int, int]] = []
         """(label, first frame, last frame) of each emitted letter."""
+        self._transcript: Transcript | None = None
+        """`transcript()` of the letters as they are now (None: they changed since)."""
 
     def push(self, logits: Tensor) -> None:
         """Logits (frames, vocab) of the next frames."""
         for label in logits.argmax(dim=-1).tolist():
             if label != BLANK:
+                self._transcript = None
                 if label == self._previous:
                     kind, first, _ = self._letters[-1]
                     self._letters[-1] = (kind, first, self.frames)
@@ -50,7 +53,13 @@ class GreedyDecoder:
             self.frames += 1
 
     def transcript(self) -> Transcript:
-        """Text and words of everything pushed so far."""
+        """Text and words of everything pushed so far (built once per change of the letters:
+        the agent asks for it after every window while the user speaks)."""
+        if self._transcript is None:
+            self._transcript = self._build()
+        return self._transcript
+
+    def _build(self) -> Transcript:
         words: list[Word] = []
         chars: list[str] = []
         start = end = 0

@@ -56,6 +56,7 @@ from models.eval.judge import IntentTexts, cer, said_back
 from models.loading import Models, load
 from models.s2s.delay import TEXT_PAD
 from models.s2s.sampling import ANSWERS, Sampling
+from models.s2s.user_text import user_pieces
 from models.speaker import SpeakerEncoder, mel_spectrogram
 from models.speech.audio import read_audio
 from models.text.tokenizer import EPAD
@@ -156,12 +157,12 @@ def generate_answers(
     memory, _ = models.encoder(codes, speakers, emotions)
     memory = memory[:, : len(wav) // step_samples]
     heard = None
-    if models.encoder.user_text is not None and models.recognizer is not None:
+    user_text, tokenizer = models.encoder.user_text, models.tokenizer
+    if user_text is not None and tokenizer is not None and models.recognizer is not None:
         heard = transcribe(models.recognizer, user).text
-        pieces = models.tokenizer.encode(heard) if models.tokenizer is not None else []
-        pieces = pieces[-config.text.max_user_tokens :]
-        if pieces:
-            words = models.encoder.user_text(torch.tensor([pieces], device=device))
+        pieces = user_pieces(tokenizer, heard, config.text.max_user_tokens)
+        if len(pieces):
+            words = user_text(pieces[None].to(device))
             memory = torch.cat((memory, words.expand(len(speakers), -1, -1)), dim=1)
     generated = list(
         models.decoder.generate_steps(

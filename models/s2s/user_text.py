@@ -5,7 +5,9 @@ The streaming recognizer (models.asr) writes the user's words while they speak; 
 acoustic steps: its embedding plus the embedding of its index in the turn (the decoder's
 cross-attention has no positions of its own, and an answer that says a name back must read
 the name's pieces in order). Entries are appended to the decoder's memory cache as words are
-recognised, so at the end of a turn only its last word is left to project.
+recognised. The turn's words are cut into pieces, embedded and projected when the turn ends:
+a few milliseconds (`benchmarks/models.py` counts it in the first audio), because a word's
+pieces can change until its last letter is heard.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from models.config import S2SConfig
+from models.text.tokenizer import Tokenizer
+
+
+def user_pieces(tokenizer: Tokenizer, text: str, limit: int) -> Tensor:
+    """(n,) the pieces of a user turn's words that the memory holds: the last `limit`
+    (`TextConfig.max_user_tokens`). Training, the agent and `eval s2s` all cut turns here."""
+    return torch.tensor(tokenizer.encode(text)[-limit:], dtype=torch.long)
 
 
 class UserText(nn.Module):

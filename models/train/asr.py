@@ -43,6 +43,7 @@ from models.train.common import (
     progress_bar,
     read_train_state,
     restore_train_state,
+    run_result,
     save_train_state,
     seed_everything,
     select_device,
@@ -261,16 +262,9 @@ def train_asr(
         if step % save_every == 0 or step == steps:
             save(step, seconds)
     bar.close()
-    ran = steps - start
     elapsed = time.perf_counter() - began
-    return {
-        **last,
-        **validated,
-        "train_clips": len(train),
-        "validation_clips": len(validation),
-        "step": max(start, steps),
-        "steps_per_second": ran / elapsed if ran else 0.0,
-    }
+    counts = {"train_clips": len(train), "validation_clips": len(validation)}
+    return run_result(last, start, steps, elapsed, **validated, **counts)
 
 
 def add_train_asr_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -51,6 +51,7 @@ from models.train.common import (
     progress_bar,
     read_train_state,
     restore_train_state,
+    run_result,
     save_train_state,
     seed_everything,
     select_device,
@@ -318,9 +319,7 @@ def train_codec(
         if step % save_every == 0 or step == steps:
             save(step, seconds)
     bar.close()
-    ran = max(0, steps - start)
-    elapsed = time.perf_counter() - began
-    return {**last, "step": max(start, steps), "steps_per_second": ran / elapsed if ran else 0.0}
+    return run_result(last, start, steps, time.perf_counter() - began)
 
 
 def add_train_codec_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -263,6 +263,20 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def run_result(
+    last: Mapping[str, float], start: int, steps: int, elapsed_s: float, **extra: Any
+) -> dict[str, Any]:
+    """What a `train` recipe returns: the last logged means, `extra` (validation metrics,
+    example counts), the step reached and the steps per second of this call."""
+    ran = max(0, steps - start)
+    return {
+        **last,
+        **extra,
+        "step": max(start, steps),
+        "steps_per_second": ran / elapsed_s if ran else 0.0,
+    }
+
+
 def add_run_options(p: argparse.ArgumentParser, log_every: int, save_every: int) -> None:
     """The options every `telugu-s2s train` recipe shares: device, resume, logging, seed."""
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

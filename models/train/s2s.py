@@ -59,6 +59,7 @@ from models.s2s.delay import (
     to_steps,
 )
 from models.s2s.encoder import StreamingEncoder
+from models.s2s.user_text import user_pieces
 from models.text.tokenizer import Tokenizer
 from models.train.common import (
     LOG_FILE,
@@ -72,6 +73,7 @@ from models.train.common import (
     progress_bar,
     read_train_state,
     restore_train_state,
+    run_result,
     save_train_state,
     seed_everything,
     select_device,
@@ -83,7 +85,6 @@ from models.train.text_streams import (
     HeardText,
     answer_stream,
     hear_manifest,
-    user_tokens,
 )
 from models.train.tokens import Encoded, encode_manifest
 from models.train.turn_heads import TurnHeads, alphabet
@@ -297,8 +298,8 @@ def _text_fields(
         config.text.lead_steps,
     )
     return {
-        "user_text": user_tokens(tokenizer, user.text, limit),
-        "user_heard": user_tokens(tokenizer, text.heard.heard.get(user.key, user.text), limit),
+        "user_text": user_pieces(tokenizer, user.text, limit),
+        "user_heard": user_pieces(tokenizer, text.heard.heard.get(user.key, user.text), limit),
         "answer_text": stream[: config.decoder.max_steps],
     }
 
@@ -782,17 +783,9 @@ def train_s2s(
         if step % save_every == 0 or step == steps:
             save(step, seconds)
     bar.close()
-    ran = steps - start
     elapsed = time.perf_counter() - began
-    return {
-        **last,
-        **validated,
-        "first_loss": first_loss,
-        "train_pairs": len(train),
-        "validation_pairs": len(validation),
-        "step": max(start, steps),
-        "steps_per_second": ran / elapsed if ran else 0.0,
-    }
+    counts = {"train_pairs": len(train), "validation_pairs": len(validation)}
+    return run_result(last, start, steps, elapsed, **validated, first_loss=first_loss, **counts)
 
 
 def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

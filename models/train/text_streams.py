@@ -203,8 +203,3 @@ def answer_stream(
             starts_s.append(span * at / total)
             at += len(word) + 1
     return place_pieces(pieces, [round(s / step_s) for s in starts_s], steps, lead)
-
-
-def user_tokens(tokenizer: Tokenizer, text: str, limit: int) -> Tensor:
-    """The last `limit` pieces of a user turn's text."""
-    return torch.tensor(tokenizer.encode(text)[-limit:], dtype=torch.long)

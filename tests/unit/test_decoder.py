@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.config import DEMO, TextConfig
+from models.config import DEMO, S2SConfig, TextConfig
 from models.s2s.decoder import TEXT_NEVER, StreamingDecoder
 from models.s2s.delay import (
     TEXT_IGNORE,
@@ -38,14 +38,18 @@ def decoder() -> StreamingDecoder:
     return StreamingDecoder(CODES_ONLY).eval()
 
 
-@pytest.fixture(scope="module")
-def no_eos_decoder() -> StreamingDecoder:
-    """A decoder that never picks EOS, so generation runs to max_steps."""
+def never_ending(config: S2SConfig) -> StreamingDecoder:
+    """A decoder of `config` that never picks EOS, so generation runs to max_steps."""
     torch.manual_seed(0)
-    model = StreamingDecoder(CODES_ONLY).eval()
+    model = StreamingDecoder(config).eval()
     with torch.no_grad():
         model.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
     return model
+
+
+@pytest.fixture(scope="module")
+def no_eos_decoder() -> StreamingDecoder:
+    return never_ending(CODES_ONLY)
 
 
 def inputs(batch: int = 2, steps: int = 5, memory: int = 9, seed: int = 1):
@@ -382,11 +386,7 @@ def test_input_dropout_hides_the_previous_codes_in_training_only() -> None:
 @pytest.fixture(scope="module")
 def text_decoder() -> StreamingDecoder:
     """A decoder with a text stream that never picks EOS (generation runs to max_steps)."""
-    torch.manual_seed(0)
-    model = StreamingDecoder(DEMO).eval()
-    with torch.no_grad():
-        model.output.bias.view(Q, G, -1)[0, 0, VOCAB.eos] = -1e4
-    return model
+    return never_ending(DEMO)
 
 
 def test_text_stream_teacher_forced_equals_cached_steps(text_decoder: StreamingDecoder) -> None:
