@@ -33,5 +33,8 @@ class AgentConfig:
     """A call whose first audio has not arrived this long after the answer is over."""
     trim_memory: bool = True
     """Give the C heap's free pages back to the system after calls end (agent.process.memory)."""
+    behind_ms: float = 250.0
+    """A call whose windows wait longer than this to be heard is told (`behind` event) and
+    counted in /metrics: the server is past its capacity."""
     answer_buffer_s: float = 10.0
     """At most this much generated answer audio waits for the wire (bounded queue)."""

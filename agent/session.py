@@ -4,16 +4,19 @@ The code below reads in the order a frame travels:
 
   remote track (Opus decoded by aiortc, 48 kHz)
     -> _listen: resample to 16 kHz mono, cut 512-sample windows
-    -> _hear (listening worker thread): Silero VAD probability, responder.hear(window)
-       (which returns the responder's end-of-turn probability, if it has a head), and
-       while the user speaks responder.heard()                  -> user captions
+    -> ListeningThread.hear (the process's listening thread, which hears the waiting
+       windows of all calls as one batch): Silero VAD probability, the responder's
+       end-of-turn probability (if it has a head), and while the user speaks the words
+       heard so far                                              -> user captions
+       (its lag behind real time past AgentConfig.behind_ms      -> `behind` event)
     -> TurnDetector: speech started / end of turn        -> events, barge-in
     -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz, and
        responder.said() after each                               -> agent captions
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
 
-Model compute runs only in the two single-thread workers of the call; the event loop only
-moves buffers. Every task, thread and the peer connection end with the call.
+Model compute runs only on the listening thread and the call's answering worker; the event
+loop only moves buffers. Every task, the answering thread and the peer connection end with
+the call.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from agent.aiortc_fixes.rtp_probe import FirstPacketProbe
 from agent.captions import Captions
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
+from agent.listening import ListeningThread
 from agent.outbound import AnswerTrack
-from agent.process.metrics import ANSWER_THREAD, LISTEN_THREAD, AgentMetrics
+from agent.process.metrics import ANSWER_THREAD, AgentMetrics
 from agent.responders import CallOptions, Responder, UserTurn
 from agent.wire import WIRE_RATE
 from models.speech.audio import MODEL_RATE, Resampler, Windower
@@ -71,6 +75,7 @@ class Session:
         responder: Responder,
         config: AgentConfig,
         metrics: AgentMetrics,
+        listening: ListeningThread,
         rtc_config: RTCConfiguration | None = None,
         on_closed: Callable[[Session], None] | None = None,
     ) -> None:
@@ -85,9 +90,9 @@ class Session:
         )
         self._responder = responder.open(options)
         self._on_closed = on_closed
-        self._listener = ThreadPoolExecutor(
-            1, thread_name_prefix=f"{LISTEN_THREAD}{session_id[:8]}"
-        )
+        self._listening = listening
+        self._behind = False
+        """Whether the call's listening is behind real time (reported once per episode)."""
         self._answerer = ThreadPoolExecutor(
             1, thread_name_prefix=f"{ANSWER_THREAD}{session_id[:8]}"
         )
@@ -117,7 +122,7 @@ class Session:
 
     async def accept(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answer the peer's offer; the call runs from here until close()."""
-        self._vad = await self._in(self._listener, SileroVAD)
+        self._vad = await asyncio.get_running_loop().run_in_executor(None, SileroVAD)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("track", self._on_track)
@@ -196,14 +201,15 @@ class Session:
                 arrived = time.monotonic()
                 for window in windows.push(to_model_rate.frame(frame)):
                     start = windows.samples_out - WINDOW
-                    prob, eot_prob, heard = await self._in(
-                        self._listener, self._hear, window, start, self._turns.in_speech
+                    heard = await self._listening.hear(
+                        self._responder, self._vad, window, start, self._turns.in_speech, arrived
                     )
-                    event = self._turns.update(prob, arrived, eot_prob)
+                    self._check_lag(heard.lag_ms)
+                    event = self._turns.update(heard.speech_prob, arrived, heard.eot_prob)
                     if event is not None:
                         self._on_turn_event(event)
-                    if heard is not None:
-                        self._caption_user(heard, event)
+                    if heard.words is not None:
+                        self._caption_user(heard.words, event)
         except MediaStreamError:
             reason = "remote track ended"
         except TimeoutError:
@@ -211,16 +217,16 @@ class Session:
         finally:
             self._close_soon(reason)
 
-    def _hear(
-        self, window: np.ndarray, start: int, in_speech: bool
-    ) -> tuple[float, float | None, str | None]:
-        """Listening worker: the VAD's speech probability of a window; the responder hears it
-        too and gives its end-of-turn probability (None without an end-of-turn head) and,
-        while the user speaks, the words it has heard of the turn (None without text)."""
-        assert self._vad is not None
-        prob = self._vad.prob(window)
-        eot_prob = self._responder.hear(window, start)
-        return prob, eot_prob, self._responder.heard() if in_speech else None
+    def _check_lag(self, lag_ms: float) -> None:
+        """Tell the caller once when listening falls behind real time (and again only after
+        it has caught up to half that lag)."""
+        limit = self.config.behind_ms
+        if lag_ms > limit and not self._behind:
+            self._behind = True
+            self.metrics.calls_behind.inc()
+            self.events.send("behind", lag_ms=lag_ms)
+        elif lag_ms < limit / 2:
+            self._behind = False
 
     def _caption_user(self, text: str, event: TurnEvent | None) -> None:
         """The user's words heard with the latest window: final at the end of the turn."""
@@ -368,9 +374,8 @@ class Session:
             self._count_concealment()
         except Exception:  # metrics must never keep a call from ending
             log.warning("session %s: concealment figures unavailable", self.id, exc_info=True)
-        self._listener.submit(self._responder.close)
-        for worker in (self._listener, self._answerer):
-            worker.shutdown(wait=False, cancel_futures=True)
+        self._answerer.shutdown(wait=False, cancel_futures=True)
+        self._listening.after(self._responder.close)
         if self._counted:
             self.metrics.active_sessions.dec()
         if self._on_closed is not None:

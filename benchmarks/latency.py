@@ -90,9 +90,10 @@ def free_port() -> int:
 
 
 def spawn_agent(
-    port: int, server_args: list[str], env: dict[str, str] | None = None
+    port: int, server_args: list[str], env: dict[str, str] | None = None, timeout_s: float = 60
 ) -> subprocess.Popen:
-    """Start `telugu-s2s serve` on loopback and wait until it answers /healthz."""
+    """Start `telugu-s2s serve` on loopback and wait (up to `timeout_s`) until it answers
+    /healthz."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -109,7 +110,7 @@ def spawn_agent(
         ],
         env={**os.environ, **(env or {})},
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from agent.config import AgentConfig
+from agent.listening import ListeningThread
 from agent.process.memory import MemoryTrimmer
 from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
@@ -100,6 +101,8 @@ class CallManager:
         self.sessions: dict[str, Session] = {}
         self._holders: dict[str, _Holder] = {}
         self.trimmer = MemoryTrimmer()
+        self.listening = ListeningThread(responder, metrics)
+        """Hears the windows of all the server's calls, in batches."""
 
     async def open_call(self, sdp: str, options: CallOptions, client: str = "") -> Session:
         """Answer an offer from `client` (its address) with a new session; ClientError when
@@ -114,6 +117,7 @@ class CallManager:
             self.responder,
             self.config,
             self.metrics,
+            self.listening,
             rtc_config=self.ice.for_agent(session_id),
             on_closed=self._forget,
         )
@@ -174,6 +178,7 @@ class CallManager:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
+        await asyncio.get_running_loop().run_in_executor(None, self.listening.stop)
         await self.trimmer.close()
 
 

@@ -9,9 +9,10 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-LISTEN_THREAD = "listen-"
 ANSWER_THREAD = "answer-"
-"""Name prefixes of a call's two worker threads (agent.session)."""
+"""Name prefix of a call's answering thread (agent.session); the process's one listening
+thread (agent.listening) is not a call's."""
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 LATENCY_BUCKETS_MS = (5, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
 
 
@@ -53,6 +54,33 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+        self.capacity = Gauge(
+            "telugu_s2s_capacity_calls",
+            "Calls this server admits at once (measured at start-up or configured)",
+            registry=self.registry,
+        )
+        self.listen_batch = Histogram(
+            "telugu_s2s_batch_calls",
+            "Calls heard together in one listening batch",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.listen_lag_ms = Histogram(
+            "telugu_s2s_listen_lag_ms",
+            "From a window's arrival to the end of the batch that heard it (lag behind real time)",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.lag_max_ms = Gauge(
+            "telugu_s2s_lag_ms_max",
+            "Largest listening lag of the latest batch, in milliseconds",
+            registry=self.registry,
+        )
+        self.calls_behind = Counter(
+            "telugu_s2s_calls_behind",
+            "Times a call's listening fell behind real time by more than the call allows",
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, _open_fds...
         Gauge(
             "telugu_s2s_asyncio_tasks", "asyncio tasks of the server's loop", registry=self.registry
@@ -63,6 +91,13 @@ class AgentMetrics:
         Gauge(
             "telugu_s2s_call_threads", "Worker threads of calls", registry=self.registry
         ).set_function(_call_threads)
+
+    def observe_listening(self, calls: int, lags_ms: list[float]) -> None:
+        """Record one listening batch: how many calls it held and how late each window was."""
+        self.listen_batch.observe(calls)
+        for lag in lags_ms:
+            self.listen_lag_ms.observe(lag)
+        self.lag_max_ms.set(max(lags_ms))
 
     def observe_turn(self, stages_ms: dict[str, float]) -> None:
         """Record one answered turn's stage breakdown."""
@@ -81,4 +116,4 @@ def _tasks() -> float:
 
 def _call_threads() -> float:
     names = (t.name for t in threading.enumerate())
-    return sum(name.startswith((LISTEN_THREAD, ANSWER_THREAD)) for name in names)
+    return sum(name.startswith(ANSWER_THREAD) for name in names)

@@ -4,7 +4,9 @@ A `Responder` is created once per server (it holds the models); it opens one
 `ResponderSession` per call. A session's methods are called from that call's worker threads,
 never from the event loop, so they may compute freely:
 
-- `hear(window, start_sample)` for every 16 kHz window of the call, speech or not, in order;
+- `hear(window, start_sample)` for every 16 kHz window of the call, speech or not, in order
+  (the server hears the windows of all its calls through `Responder.hear_batch`, one batch at
+  a time, from one listening thread per process);
   a responder with an end-of-turn head returns its latest end-of-turn probability, which the
   agent's turn detector may use (`--eot model`);
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
@@ -84,3 +86,11 @@ class Responder(ABC):
     @abstractmethod
     def open(self, options: CallOptions) -> ResponderSession:
         """A fresh session for one call."""
+
+    def hear_batch(
+        self, sessions: list[ResponderSession], windows: list[np.ndarray], starts: list[int]
+    ) -> list[float | None]:
+        """The next window of several calls at once (each session at most once, its windows
+        in order): what each `hear` returns. A responder whose models batch across calls
+        overrides this; the result must equal hearing them one by one."""
+        return [s.hear(w, start) for s, w, start in zip(sessions, windows, starts, strict=True)]

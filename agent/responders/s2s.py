@@ -16,17 +16,20 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from functools import cached_property
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from agent.responders.answering import AnsweringThread
 from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
-from agent.responders.codec import CodeRecorder
+from agent.responders.codec import CodeRecorder, encode_windows
 from agent.responders.hearing import TurnHearing
 from models.controls import emotion_id, speaker_id
 from models.loading import Models
 from models.s2s.delay import TEXT_PAD
+from models.s2s.encoder import EncoderState
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, Sampling
 from models.s2s.user_text import user_pieces
@@ -46,8 +49,11 @@ class S2SSession(ResponderSession):
         sampling: Sampling,
         generator: torch.Generator,
         max_answer_s: float,
+        answering: AnsweringThread,
     ) -> None:
         self._models = models
+        self._answering = answering
+        """Steps this call's answers with those of the other calls."""
         self._recorder = CodeRecorder(models.codec)
         self._speaker = torch.tensor([speaker_id(options.speaker)])
         self._emotion = torch.tensor([emotion_id(options.emotion)])
@@ -72,23 +78,30 @@ class S2SSession(ResponderSession):
         self._said: str | None = None
 
     def hear(self, window: np.ndarray, start_sample: int) -> float | None:
-        if self._hearing is not None:
-            self._hearing.hear(window, start_sample)
-        codes = torch.cat([self._pending, self._recorder.hear(window)], dim=1)
+        return hear_calls([self], [window], [start_sample])[0]
+
+    def _steps_to_encode(self, codes: Tensor) -> Tensor | None:
+        """The codes (1, Q, frames) of the whole steps now complete (the rest kept back)."""
+        codes = torch.cat([self._pending, codes], dim=1)
         usable = codes.shape[1] // self._group * self._group
         self._pending = codes[:, usable:]
-        if usable == 0:
-            return self._eot_prob
-        with torch.inference_mode():
-            hidden, eot_logits, self._encoder_state = self._models.encoder.stream(
-                codes[None, :, :usable], self._encoder_state, self._speaker, self._emotion
-            )
-            if hidden.shape[1] == 0:  # waiting for its chunk or look-ahead
-                return self._eot_prob
-            keys, values = self._models.decoder.memory_kv(hidden)
-            self._eot_prob = float(torch.sigmoid(eot_logits[0, -1].float()))
-        self._remember(keys, values)
-        return self._eot_prob
+        return codes[None, :, :usable] if usable else None
+
+    def _encoded(
+        self,
+        hidden: Tensor,
+        eot_logits: Tensor,
+        state: EncoderState,
+        kv: tuple[Tensor, Tensor] | None,
+    ) -> None:
+        """The encoder's output (1, s, dim) of new steps, their eot logits (1, s), its new
+        state and the decoder memory projected from the output."""
+        self._encoder_state = state
+        if hidden.shape[1] == 0:  # waiting for its chunk or look-ahead
+            return
+        self._eot_prob = float(torch.sigmoid(eot_logits[0, -1].float()))
+        assert kv is not None
+        self._remember(*kv)
 
     def _remember(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Keep the projected memory of new steps; forget what is older than KEEP_S."""
@@ -108,26 +121,21 @@ class S2SSession(ResponderSession):
         memory = self._turn_memory(turn, words)
         if memory is None:
             return
-        codec_state = None
+        answer = self._answering.start(
+            memory, self._speaker, self._emotion, self._sampling, self._generator, self._max_steps
+        )
         pieces: list[int] = []
         tokenizer = self._models.tokenizer
-        with torch.inference_mode():
-            steps = self._models.decoder.generate_steps(
-                memory,
-                self._speaker,
-                self._emotion,
-                self._sampling,
-                self._generator,
-                max_steps=self._max_steps,
-            )
-            for step in steps:
-                pcm, codec_state = self._models.codec.decode_stream(step.codes, codec_state)
+        try:
+            for pcm, step in answer.read():
                 if step.text is not None and tokenizer is not None:
                     piece = int(step.text[0])
                     if piece not in (TEXT_PAD, EPAD):
                         pieces.append(piece)
                         self._said = tokenizer.decode(pieces)
-                yield pcm[0].numpy()
+                yield pcm
+        finally:
+            self._answering.cancel(answer)  # barge-in or hang-up: its rows go back
 
     def _user_words(self, turn: UserTurn) -> Tensor | None:
         """The pieces (1, n) of the words heard in the turn (None without text streams), and
@@ -167,6 +175,40 @@ class S2SSession(ResponderSession):
         return cache
 
 
+def hear_calls(
+    sessions: list[S2SSession], windows: list[np.ndarray], starts: list[int]
+) -> list[float | None]:
+    """The next window of each call (sessions of one set of models): the recognizer per call,
+    then the codec, the encoder and the decoder's memory projection as batches of the calls
+    whose streams stand alike (the same number of new frames, the same state lengths).
+    Returns each call's end-of-turn probability."""
+    for session, window, start in zip(sessions, windows, starts, strict=True):
+        if session._hearing is not None:
+            session._hearing.hear(window, start)
+    codes = encode_windows([s._recorder for s in sessions], windows)
+    groups: dict[tuple[int, ...], list[tuple[S2SSession, Tensor]]] = {}
+    for session, new in zip(sessions, codes, strict=True):
+        steps = session._steps_to_encode(new)
+        if steps is not None:
+            key = (steps.shape[2], *session._encoder_state.shape_key())
+            groups.setdefault(key, []).append((session, steps))
+    with torch.inference_mode():
+        for group in groups.values():
+            models = group[0][0]._models
+            state = EncoderState.stack([s._encoder_state for s, _ in group])
+            hidden, eot_logits, state = models.encoder.stream(
+                torch.cat([steps for _, steps in group]),
+                state,
+                torch.cat([s._speaker for s, _ in group]),
+                torch.cat([s._emotion for s, _ in group]),
+            )
+            keys, values = models.decoder.memory_kv(hidden) if hidden.shape[1] else (None, None)
+            for i, ((session, _), row_state) in enumerate(zip(group, state.rows(), strict=True)):
+                kv = (keys[:, i : i + 1], values[:, i : i + 1]) if keys is not None else None
+                session._encoded(hidden[i : i + 1], eot_logits[i : i + 1], row_state, kv)
+    return [s._eot_prob for s in sessions]
+
+
 class S2SResponder(Responder):
     """Factory of S2SSession around one shared set of models.
 
@@ -189,7 +231,25 @@ class S2SResponder(Responder):
         self.seed = seed
 
     def open(self, options: CallOptions) -> ResponderSession:
-        return S2SSession(self.models, options, self.sampling, self._generator(), self.max_answer_s)
+        return S2SSession(
+            self.models,
+            options,
+            self.sampling,
+            self._generator(),
+            self.max_answer_s,
+            self.answering,
+        )
+
+    @cached_property
+    def answering(self) -> AnsweringThread:
+        """The thread that steps the answers of all calls as one batch (started with the
+        first call)."""
+        return AnsweringThread(self.models, self.models.config.step_ms / 1000)
+
+    def hear_batch(
+        self, sessions: list[ResponderSession], windows: list[np.ndarray], starts: list[int]
+    ) -> list[float | None]:
+        return hear_calls([_own(s) for s in sessions], windows, starts)
 
     def _generator(self) -> torch.Generator:
         """A new call's random state, on the decoder's device."""
@@ -199,3 +259,9 @@ class S2SResponder(Responder):
         else:
             generator.manual_seed(self.seed)
         return generator
+
+
+def _own(session: ResponderSession) -> S2SSession:
+    if not isinstance(session, S2SSession):
+        raise TypeError(f"not a session of this responder: {type(session).__name__}")
+    return session

@@ -27,17 +27,27 @@ from models.config import CodecConfig
 
 
 @dataclass
-class EncoderState:
+class _StreamState:
+    """Per-layer tensors (batch first) carried from one chunk to the next: several calls'
+    states stack into the rows of one batch and split back (fixed shapes per layer)."""
+
+    contexts: list[Tensor]
+
+    @classmethod
+    def stack(cls, states: list[_StreamState]) -> _StreamState:
+        return cls([torch.cat(layer) for layer in zip(*(s.contexts for s in states), strict=True)])
+
+    def rows(self) -> list[_StreamState]:
+        batch = self.contexts[0].shape[0]
+        return [type(self)([c[i : i + 1] for c in self.contexts]) for i in range(batch)]
+
+
+class EncoderState(_StreamState):
     """A streamed encoding so far: the left context of every causal conv, in layer order."""
 
-    contexts: list[Tensor]
 
-
-@dataclass
-class DecoderState:
+class DecoderState(_StreamState):
     """A streamed decoding so far: each layer's left context or overlap tail, in layer order."""
-
-    contexts: list[Tensor]
 
 
 class TeluCodec(nn.Module):
@@ -105,9 +115,19 @@ class TeluCodec(nn.Module):
         self._check_wav(chunk)
         x = chunk[:, None]
         if state is None:
-            state = EncoderState(self.encoder.initial_states(x.shape[0], x))
+            state = self.initial_encoder_state(x.shape[0], x)
         latent, contexts = self.encoder.stream(x, state.contexts)
         return self.quantizer.encode(latent, self._levels(levels)), EncoderState(contexts)
+
+    def initial_encoder_state(self, batch: int, like: Tensor) -> EncoderState:
+        """The state of a stream that has not started (what `encode_stream` uses for None):
+        zeros of `like`'s dtype and device (the PCM to be encoded)."""
+        return EncoderState(self.encoder.initial_states(batch, like))
+
+    def initial_decoder_state(self, batch: int, like: Tensor) -> DecoderState:
+        """The state of a decoding that has not started (`decode_stream`'s None): zeros of
+        `like`'s dtype and device (the codec's latents)."""
+        return DecoderState(self.decoder.initial_states(batch, like))
 
     @torch.no_grad()
     def decode_stream(
@@ -121,6 +141,6 @@ class TeluCodec(nn.Module):
         self._check_codes(codes)
         latent = self.quantizer.decode(codes)
         if state is None:
-            state = DecoderState(self.decoder.initial_states(latent.shape[0], latent))
+            state = self.initial_decoder_state(latent.shape[0], latent)
         wav, contexts = self.decoder.stream(latent, state.contexts)
         return wav[:, 0], DecoderState(contexts)

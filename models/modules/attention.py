@@ -57,8 +57,12 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
-        """Rotate x (..., time, head_dim) by its absolute positions (time,)."""
-        angles = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]
+        """Rotate x (..., time, head_dim) by its absolute positions: (time,) shared by every
+        row, or (batch, time) for x (batch, heads, time, head_dim) whose rows stand at
+        different positions (streams of several calls in one batch)."""
+        angles = positions.to(self.inv_freq.dtype)[..., None] * self.inv_freq
+        if positions.dim() == 2:
+            angles = angles[:, None]  # (batch, 1, time, head_dim / 2): shared by the heads
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)

@@ -29,6 +29,20 @@ class BlockCache:
     conv: Tensor
     """(batch, dim, conv_kernel - 1): depthwise convolution inputs of the last steps."""
 
+    @classmethod
+    def stack(cls, caches: list[BlockCache]) -> BlockCache:
+        """The caches of several streams as the rows of one (same lengths)."""
+        return cls(
+            torch.cat([c.keys for c in caches]),
+            torch.cat([c.values for c in caches]),
+            torch.cat([c.conv for c in caches]),
+        )
+
+    def row(self, index: int) -> BlockCache:
+        """One stream's cache out of a stacked one."""
+        rows = slice(index, index + 1)
+        return BlockCache(self.keys[rows], self.values[rows], self.conv[rows])
+
 
 def chunk_mask(q_pos: Tensor, k_pos: Tensor, chunk: int, window: int) -> Tensor:
     """(q, k) boolean mask, True where the query at step q_pos may attend the key at k_pos:
@@ -66,14 +80,22 @@ class ChunkedSelfAttention(nn.Module):
         self.rope = RotaryEmbedding(dim // heads)
 
     def forward(
-        self, x: Tensor, start: int, keys: Tensor, values: Tensor
+        self, x: Tensor, start: int | Tensor, keys: Tensor, values: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """x: (batch, time, dim) at steps start, start + 1, ...; keys/values: the cache of the
-        steps just before `start`. Returns the output and the trimmed new cache."""
+        steps just before `start`. Returns the output and the trimmed new cache.
+
+        `start` may be a (batch,) tensor: rows of different streams at different steps (calls
+        batched together), which must share the cache length and be chunk starts, so that the
+        mask, relative to each row's start, is the same for all of them."""
         batch, time, dim = x.shape
         q, k, v = self.qkv(self.norm(x)).view(batch, time, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q_pos = torch.arange(start, start + time, device=x.device)
-        q, k = self.rope(q, q_pos), self.rope(k, q_pos)
+        offsets = torch.arange(time, device=x.device)
+        rows = isinstance(start, Tensor)
+        rope_pos = start.to(x.device)[:, None] + offsets if rows else offsets + start
+        q, k = self.rope(q, rope_pos), self.rope(k, rope_pos)
+        start = int(start[0]) if rows else start
+        q_pos = offsets + start
         k, v = torch.cat((keys, k), dim=2), torch.cat((values, v), dim=2)
         end = start + time
         first_key, last_chunk = end - k.shape[2], (end - 1) // self.chunk * self.chunk
@@ -140,9 +162,12 @@ class ConformerBlock(nn.Module):
         kv = like.new_zeros(batch_size, self.heads, 0, head_dim)
         return BlockCache(kv, kv, like.new_zeros(batch_size, self.dim, self.conv_kernel - 1))
 
-    def forward(self, x: Tensor, start: int, cache: BlockCache) -> tuple[Tensor, BlockCache]:
-        """x: (batch, time, dim) at steps start, start + 1, ...; `start` must be a chunk start
-        and x whole chunks (the last one may be short at the end of a stream)."""
+    def forward(
+        self, x: Tensor, start: int | Tensor, cache: BlockCache
+    ) -> tuple[Tensor, BlockCache]:
+        """x: (batch, time, dim) at steps start, start + 1, ...; `start` (an int, or (batch,)
+        for rows of several streams) must be a chunk start and x whole chunks (the last one may
+        be short at the end of a stream)."""
         x = x + 0.5 * self.ff1(x)
         a, keys, values = self.attn(x, start, cache.keys, cache.values)
         x = x + self.attn_drop(a)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from models.config import S2SConfig
 from models.modules.attention import RotaryEmbedding, attend
+from models.s2s.answer_draw import AnswerDraw, AnswerStep, guided
+from models.s2s.answer_rows import AnswerRows
 from models.s2s.conditioning import Conditioning
 from models.s2s.delay import (
     TEXT_PAD,
@@ -44,24 +45,11 @@ from models.s2s.delay import (
     undo_delay,
 )
 from models.s2s.kv_cache import DecoderCache, MemoryCache
-from models.s2s.sampling import Sampling, sample
-from models.text.tokenizer import BOS, EOS, UNK
+from models.s2s.sampling import Sampling
 
 MemoryKV = tuple[Tensor, Tensor, Tensor | None]
 Stepper = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 """One decoder position: (codes, text token) of the previous one -> (code, text) logits."""
-TEXT_NEVER = (UNK, BOS, EOS)
-"""Tokenizer ids the text stream never emits."""
-
-
-class AnswerStep(NamedTuple):
-    """One generated answer step."""
-
-    codes: Tensor
-    """(batch, Q, G) codes of the step's frames."""
-    text: Tensor | None
-    """(batch,) the step's text token (a piece, PAD or EPAD); None without a text stream."""
-
 
 """A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
 
@@ -103,7 +91,7 @@ class DecoderLayer(nn.Module):
         rope: RotaryEmbedding,
         positions: Tensor,
         memory: MemoryKV,
-        cache: DecoderCache | None = None,
+        cache: DecoderCache | AnswerRows | None = None,
         index: int = 0,
         self_mask: Tensor | None = None,
     ) -> Tensor:
@@ -373,6 +361,30 @@ class StreamingDecoder(nn.Module):
             static=static,
         )
 
+    def answer_rows(self, rows: int = 4, max_steps: int | None = None) -> AnswerRows:
+        """Empty caches for answers stepped together (`AnswerRows`), each of up to
+        `max_steps` steps (default: the decoder's)."""
+        param = self.embeddings.weight  # an embedding: still a tensor under int8
+        steps = self.config.decoder.max_steps if max_steps is None else max_steps
+        return AnswerRows(
+            len(self.layers),
+            self.num_heads,
+            self.head_dim,
+            self.null_condition.shape[0],
+            steps + self.max_delay,
+            dtype=param.dtype,
+            device=param.device,
+            rows=rows,
+        )
+
+    def answer_conditions(self, speaker: Tensor, emotion: Tensor, guidance: float) -> Tensor:
+        """The conditioning rows of one answer: (1, dim), or (2, dim) with guidance (the
+        conditioned row, then the unconditioned one)."""
+        condition = self.condition(speaker, emotion)
+        if guidance == 1:
+            return condition
+        return torch.cat([condition, self.condition(speaker, emotion, null=True)])
+
     def step(self, cache: DecoderCache, tokens: Tensor, text: Tensor | None = None) -> Tensor:
         """Run one position: tokens (batch, Q, G) of the previous position (all PAD at
         position 0), and its text token (batch,) for a decoder with a text stream -> code
@@ -380,7 +392,7 @@ class StreamingDecoder(nn.Module):
         return self.step_logits(cache, tokens, text)[0]
 
     def step_logits(
-        self, cache: DecoderCache, tokens: Tensor, text: Tensor | None = None
+        self, cache: DecoderCache | AnswerRows, tokens: Tensor, text: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """`step`, returning the text-stream logits (batch, text vocab) too (None without a
         text stream)."""
@@ -465,12 +477,6 @@ class StreamingDecoder(nn.Module):
     def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Stepper:
         return CudaGraphStep(self, cache) if use_cuda_graph else partial(self.step_logits, cache)
 
-    def _text_allowed(self, device: torch.device) -> Tensor:
-        """(text vocab,) bool: the tokens a text stream may emit (not UNK, BOS or EOS)."""
-        allowed = torch.ones(self.text_vocab, dtype=torch.bool, device=device)
-        allowed[list(TEXT_NEVER)] = False
-        return allowed
-
     @torch.inference_mode()
     def _generate(
         self,
@@ -485,7 +491,6 @@ class StreamingDecoder(nn.Module):
     ) -> Iterator[AnswerStep]:
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
-        quantizers, pad, eos = self.quantizers, self.vocab.pad, self.vocab.eos
         positions = max_steps + self.max_delay
         cache = self.new_cache(memory, speaker, emotion, positions, static=use_cuda_graph)
         step = self._stepper(cache, use_cuda_graph)
@@ -498,55 +503,14 @@ class StreamingDecoder(nn.Module):
                 base, base_text = unconditioned(tokens, text)
                 codes, words = conditioned(tokens, text)
                 if words is not None and base_text is not None:
-                    words = base_text + guidance * (words - base_text)
-                return base + guidance * (codes - base), words
+                    words = guided(base_text, words, guidance)
+                return guided(base, codes, guidance), words
 
-        device, batch = cache.position.device, memory.batch
-        allowed = torch.ones(quantizers, self.frames_per_step, self.vocab.size, dtype=torch.bool)
-        allowed[..., pad] = allowed[..., eos] = False
-        allowed[0, 0, eos] = True  # only codebook 0, frame 0 may end the answer
-        allowed = allowed.to(device)
-        has_text = self.text_output is not None
-        text_allowed = self._text_allowed(device) if has_text else None
-        text_sampling = sampling.for_text()
-        never = torch.iinfo(torch.long).max
-        end = torch.full((batch,), never, dtype=torch.long, device=device)
-        last_end: int | None = None  # set once every sample has ended
-        lag = torch.tensor(self.delays, device=device)
-        codebooks = torch.arange(quantizers, device=device)
-        shape = (batch, quantizers, positions, self.frames_per_step)
-        grid = torch.full(shape, pad, dtype=torch.long, device=device)
-        text_grid = torch.full((batch, positions), TEXT_PAD, dtype=torch.long, device=device)
-        tokens = grid[:, :, 0].clone()  # position 0 sees PAD (BOS) everywhere
-        text = text_grid[:, 0].clone() if has_text else None
-        for position in range(positions):
-            done = position - self.max_delay  # the step this position completes
-            if last_end is not None and done >= last_end:
-                return
-            logits, text_logits = step(tokens, text)
-            sampled = sample(logits.masked_fill(~allowed, float("-inf")), sampling, generator)
-            # Slots of the delay pattern that are not free: before a codebook's first step,
-            # EOS at the ending step, PAD after it (exactly as in `inputs` for training).
-            step_of = (position - lag)[None, :, None]
-            ends = end[:, None, None]
-            tokens = torch.where(step_of == ends, eos, sampled)
-            tokens = tokens.masked_fill((step_of < 0) | (step_of > ends), pad)
-            ended = (end == never) & (tokens[:, 0, 0] == eos)
-            if bool(ended.any()):
-                end = torch.where(ended, position, end)
-                tokens[:, 0] = torch.where(ended[:, None], eos, tokens[:, 0])
-                if bool((end != never).all()):
-                    last_end = int(end.max())
-            grid[:, :, position] = tokens
-            if text_logits is not None and text_allowed is not None:
-                masked = text_logits.masked_fill(~text_allowed, float("-inf"))
-                text = sample(masked, text_sampling, generator)
-                text = text.masked_fill(position >= end, TEXT_PAD)  # as `text_targets`
-                text_grid[:, position] = text
-            if done >= 0 and (last_end is None or done < last_end):
-                yield AnswerStep(
-                    grid[:, codebooks, done + lag], text_grid[:, done] if has_text else None
-                )
+        draw = AnswerDraw(self, memory.batch, sampling, generator, max_steps, cache.keys.device)
+        while not draw.over:
+            answer_step = draw.take(*step(*draw.inputs()))
+            if answer_step is not None:
+                yield answer_step
 
 
 class CudaGraphStep:

@@ -45,9 +45,41 @@ class EncoderState:
     """(batch, <= lookahead, dim): the last step embeddings, waiting for their look-ahead."""
     tokens: Tensor
     """(batch, < chunk, dim): input tokens waiting for the rest of their chunk."""
-    position: int
-    """Steps already through the blocks: the absolute step of tokens[:, 0]."""
+    position: int | Tensor
+    """Steps already through the blocks: the absolute step of tokens[:, 0]; a (batch,) tensor
+    in a state stacked from several streams (`stack`)."""
     blocks: list[BlockCache]
+
+    def shape_key(self) -> tuple[int, int, int]:
+        """What streams must share to be stacked: the lengths of everything they hold."""
+        return self.steps.shape[1], self.tokens.shape[1], self.blocks[0].keys.shape[2]
+
+    @classmethod
+    def stack(cls, states: list[EncoderState]) -> EncoderState:
+        """One state whose rows are the given streams' (each of batch 1, one shape_key)."""
+        positions = [s.position for s in states]
+        return cls(
+            steps=torch.cat([s.steps for s in states]),
+            tokens=torch.cat([s.tokens for s in states]),
+            position=torch.tensor(positions, dtype=torch.long).flatten(),
+            blocks=[
+                BlockCache.stack(list(caches))
+                for caches in zip(*(s.blocks for s in states), strict=True)
+            ],
+        )
+
+    def rows(self) -> list[EncoderState]:
+        """The streams of a stacked state, each of batch 1 with an int position."""
+        positions = self.position.tolist() if isinstance(self.position, Tensor) else None
+        return [
+            EncoderState(
+                steps=self.steps[i : i + 1],
+                tokens=self.tokens[i : i + 1],
+                position=positions[i] if positions is not None else self.position,
+                blocks=[cache.row(i) for cache in self.blocks],
+            )
+            for i in range(self.steps.shape[0])
+        ]
 
 
 class StreamingEncoder(nn.Module):

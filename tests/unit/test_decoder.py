@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.config import DEMO, S2SConfig, TextConfig
-from models.s2s.decoder import TEXT_NEVER, StreamingDecoder
+from models.s2s.answer_draw import TEXT_NEVER
+from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import (
     TEXT_IGNORE,
     TEXT_PAD,
