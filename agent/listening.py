@@ -1,16 +1,23 @@
 """The process's listening thread: the windows of every call, heard as batches.
 
-A call's `Session._listen` hands each 16 kHz window here and awaits what it heard (VAD
-probability, the responder's end-of-turn probability, the words so far). One thread takes
-every window waiting at that moment, from all calls, and runs them together: each call's
-Silero VAD, then `Responder.hear_batch` (the S2S responder runs the codec, the encoder and
-the memory projection of all those calls as one batch), then each call's captions. While a
-batch runs, the next calls' windows gather, so batches grow with load and a lone call waits
-for nobody. A call has at most one window here at a time (it awaits each), so the queue is
-bounded by the number of calls.
+A call's `Session._listen` hands each 16 kHz window here (`submit`) without waiting and gets
+what was heard through a callback, in order. The thread works in two tempos:
 
-Each window's lag, from its arrival to the end of its batch, is how far listening is behind
-real time; it feeds /metrics and, past `behind_ms`, the call's `behind` event.
+- at once, for every window: the call's Silero VAD (cheap, and what ends a turn), answered
+  with the responder's latest end-of-turn probability and, while the user speaks, the words
+  heard so far;
+- in batches, every `batch_ms`: the responder's own listening (`Responder.hear_batch`: the
+  S2S responder runs the codec, encoder and memory projection of all calls as one batch) for
+  all windows deferred since, in rounds (the first deferred window of every call, then the
+  second, ...). `flush` runs the deferred work now: a call's answer starts only after every
+  window of its turn has been heard.
+
+So batches hold the calls of the whole server whatever their phase, the turn detector never
+waits for them, and what waits (end-of-turn head, captions) is at most `batch_ms` older.
+
+Each window's lag, from when it was due (its place in the call's stream, on the wall clock)
+to the end of the batch that heard it, is how far listening is behind real time; it feeds
+/metrics and, past the call's limit, its `behind` event.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,72 +37,114 @@ from models.speech.vad import SileroVAD
 
 log = logging.getLogger(__name__)
 LISTEN_THREAD_NAME = "batched-listening"
+BATCH_MS = 64.0
+"""Default period of the batched listening work (two 32 ms windows of every call)."""
 
 
 @dataclass(frozen=True)
 class Heard:
-    """What the listening thread made of one window."""
+    """What the listening thread made of one window, at once."""
 
     speech_prob: float
     eot_prob: float | None
-    """The responder's end-of-turn probability (None without a head)."""
+    """The responder's latest end-of-turn probability (None without a head)."""
     words: str | None
     """The user's words of the turn so far (asked only while the user speaks)."""
-    lag_ms: float
-    """From the window's arrival to the end of the batch that heard it."""
+    arrived: float
+    """When the window's last frame came in (monotonic)."""
+
+
+class CallListener:
+    """One call's way into the listening thread: its responder session, its VAD, and the
+    callback that takes each window's `Heard` (on the call's event loop, in order)."""
+
+    def __init__(
+        self,
+        session: ResponderSession,
+        vad: SileroVAD,
+        on_heard: Callable[[Heard], None],
+        on_lag: Callable[[float], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.session = session
+        self.vad = vad
+        self.on_heard = on_heard
+        self.on_lag = on_lag
+        """Called with the largest lag (ms) of the call's windows in each batch."""
+        self.loop = loop
+        self.eot_prob: float | None = None
+        self.closed = False
 
 
 @dataclass
 class _Window:
-    session: ResponderSession
-    vad: SileroVAD
+    call: CallListener
     pcm: np.ndarray
     start: int
     in_speech: bool
     arrived: float
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future = field(repr=False)
+    due: float
+
+
+@dataclass
+class _Job:
+    run: Callable[[], None]
 
 
 class ListeningThread:
-    """Hears the windows of all calls of one responder in batches, on one thread."""
+    """Hears the windows of all calls of one responder, on one thread."""
 
-    def __init__(self, responder: Responder, metrics: AgentMetrics) -> None:
+    def __init__(
+        self, responder: Responder, metrics: AgentMetrics, batch_ms: float = BATCH_MS
+    ) -> None:
         self._responder = responder
         self._metrics = metrics
-        self._waiting: list[_Window | Callable[[], None]] = []
+        self._batch_s = batch_ms / 1000.0
+        self._waiting: list[_Window | _Job] = []
+        self._deferred: list[_Window] = []
+        """Windows whose VAD is done and whose responder work waits for the next batch."""
         self._wake = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=LISTEN_THREAD_NAME, daemon=True)
         self._thread.start()
 
-    async def hear(
+    def submit(
         self,
-        session: ResponderSession,
-        vad: SileroVAD,
+        call: CallListener,
         pcm: np.ndarray,
         start: int,
         in_speech: bool,
         arrived: float,
-    ) -> Heard:
-        """Hear one window of a call (`arrived`: when its last sample came in, monotonic)."""
+        due: float,
+    ) -> None:
+        """Hear one window of a call (`arrived`: when its last frame came in; `due`: when it
+        was due on the stream's own clock; both monotonic)."""
+        self._put(_Window(call, pcm, start, in_speech, arrived, due))
+
+    async def flush(self) -> None:
+        """Wait until every window submitted so far has been heard in full (batched work
+        included)."""
         loop = asyncio.get_running_loop()
-        window = _Window(session, vad, pcm, start, in_speech, arrived, loop, loop.create_future())
-        self._put(window)
-        return await window.future
+        done = loop.create_future()
+
+        def resolve() -> None:
+            loop.call_soon_threadsafe(_set, done)
+
+        self._put(_Job(resolve))
+        await done
 
     def after(self, job: Callable[[], None]) -> None:
-        """Run `job` on the listening thread after the windows already waiting (a call's
-        `close`: never while one of its windows is being heard); here and now once the
-        thread has stopped."""
+        """Run `job` on the listening thread once the windows already submitted are heard
+        (a call's `close`: never while one of its windows is being heard); here and now once
+        the thread has stopped."""
         with self._wake:
             if not self._stopped:
-                self._waiting.append(job)
+                self._waiting.append(_Job(job))
                 self._wake.notify()
                 return
         job()
 
-    def _put(self, item: _Window | Callable[[], None]) -> None:
+    def _put(self, item: _Window | _Job) -> None:
         with self._wake:
             if self._stopped:
                 raise RuntimeError("the listening thread has stopped")
@@ -103,7 +152,7 @@ class ListeningThread:
             self._wake.notify()
 
     def stop(self) -> None:
-        """Let the thread finish what is waiting, then end."""
+        """Hear what is waiting, then end."""
         with self._wake:
             self._stopped = True
             self._wake.notify()
@@ -112,64 +161,104 @@ class ListeningThread:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._waiting and not self._stopped:
-                    self._wake.wait()
-                if not self._waiting:
-                    return
+                while not self._waiting and not self._stopped and not self._batch_due():
+                    self._wake.wait(timeout=self._until_batch())
                 items, self._waiting = self._waiting, []
-            windows: list[_Window] = []
+                stopping = self._stopped and not items
             for item in items:
                 if isinstance(item, _Window):
-                    windows.append(item)
-                    continue
-                self._hear(windows)  # what was queued before the job first
-                windows = []
-                try:
-                    item()
-                except Exception:
-                    log.exception("listening job failed")
-            self._hear(windows)
+                    self._at_once(item)
+                else:  # a job (flush, close) comes after every window before it, in full
+                    self._batch()
+                    self._run_job(item)
+            if self._batch_due() or stopping:
+                self._batch()
+            if stopping:
+                return
 
-    def _hear(self, windows: list[_Window]) -> None:
-        if not windows:
+    def _batch_due(self) -> bool:
+        return bool(self._deferred) and time.monotonic() - self._deferred[0].due >= self._batch_s
+
+    def _until_batch(self) -> float | None:
+        if not self._deferred:
+            return None
+        return max(0.0, self._deferred[0].due + self._batch_s - time.monotonic())
+
+    def _at_once(self, window: _Window) -> None:
+        """The window's VAD, answered with what the responder has heard so far."""
+        call = window.call
+        if call.closed:
             return
         try:
-            heard = self._batch(windows)
+            prob = call.vad.prob(window.pcm)
+            words = call.session.heard() if window.in_speech else None
+        except Exception:
+            log.exception("listening failed for a window")
+            return
+        self._deferred.append(window)
+        heard = Heard(prob, call.eot_prob, words, window.arrived)
+        call.loop.call_soon_threadsafe(_deliver, call, heard)
+
+    def _batch(self) -> None:
+        """The responder's listening for every deferred window: round r holds the r-th
+        deferred window of each call, so a call's windows are heard in order."""
+        deferred, self._deferred = self._deferred, []
+        rounds: list[list[_Window]] = []
+        seen: dict[int, int] = {}
+        for window in deferred:
+            if window.call.closed:
+                continue
+            r = seen.get(id(window.call), 0)
+            seen[id(window.call)] = r + 1
+            if r == len(rounds):
+                rounds.append([])
+            rounds[r].append(window)
+        for windows in rounds:
+            self._hear_round(windows)
+        if deferred:
+            done = time.monotonic()
+            lags = [(done - w.due) * 1000.0 for w in deferred if not w.call.closed]
+            if lags:
+                self._metrics.observe_listening(len(rounds[0]) if rounds else 0, lags)
+            worst: dict[int, tuple[CallListener, float]] = {}
+            for window, lag in zip((w for w in deferred if not w.call.closed), lags, strict=True):
+                if lag > worst.get(id(window.call), (window.call, -1.0))[1]:
+                    worst[id(window.call)] = (window.call, lag)
+            for call, lag in worst.values():
+                call.loop.call_soon_threadsafe(call.on_lag, round(lag, 1))
+
+    def _hear_round(self, windows: list[_Window]) -> None:
+        try:
+            eots = self._responder.hear_batch(
+                [w.call.session for w in windows],
+                [w.pcm for w in windows],
+                [w.start for w in windows],
+            )
         except Exception:  # one call's failure must not take the others with it
             log.warning("batched listening failed; hearing the calls one by one", exc_info=True)
+            eots = []
             for window in windows:
                 try:
-                    self._deliver(window, self._batch([window])[0])
-                except Exception as err:
-                    window.loop.call_soon_threadsafe(_fail, window.future, err)
-            return
-        for window, result in zip(windows, heard, strict=True):
-            self._deliver(window, result)
-
-    def _batch(self, windows: list[_Window]) -> list[Heard]:
-        probs = [w.vad.prob(w.pcm) for w in windows]
-        eots = self._responder.hear_batch(
-            [w.session for w in windows], [w.pcm for w in windows], [w.start for w in windows]
-        )
-        words = [w.session.heard() if w.in_speech else None for w in windows]
-        done = time.monotonic()
-        lags = [(done - w.arrived) * 1000.0 for w in windows]
-        self._metrics.observe_listening(len(windows), lags)
-        return [
-            Heard(p, e, t, round(lag, 1))
-            for p, e, t, lag in zip(probs, eots, words, lags, strict=True)
-        ]
+                    eots.append(window.call.session.hear(window.pcm, window.start))
+                except Exception:
+                    log.exception("listening failed for a call")
+                    eots.append(window.call.eot_prob)
+        for window, eot in zip(windows, eots, strict=True):
+            window.call.eot_prob = eot
 
     @staticmethod
-    def _deliver(window: _Window, heard: Heard) -> None:
-        window.loop.call_soon_threadsafe(_resolve, window.future, heard)
+    def _run_job(job: _Job) -> None:
+        try:
+            job.run()
+        except Exception:
+            log.exception("listening job failed")
 
 
-def _resolve(future: asyncio.Future, heard: Heard) -> None:
-    if not future.done():  # the call may have been cancelled meanwhile
-        future.set_result(heard)
+def _deliver(call: CallListener, heard: Heard) -> None:
+    if not call.closed:
+        call.on_heard(heard)
 
 
-def _fail(future: asyncio.Future, err: BaseException) -> None:
+def _set(future: asyncio.Future) -> None:
     if not future.done():
-        future.set_exception(err)
+        future.set_result(None)

@@ -4,10 +4,10 @@ The code below reads in the order a frame travels:
 
   remote track (Opus decoded by aiortc, 48 kHz)
     -> _listen: resample to 16 kHz mono, cut 512-sample windows
-    -> ListeningThread.hear (the process's listening thread, which hears the waiting
-       windows of all calls as one batch): Silero VAD probability, the responder's
-       end-of-turn probability (if it has a head), and while the user speaks the words
-       heard so far                                              -> user captions
+    -> ListeningThread.submit (the process's listening thread): at once the Silero VAD
+       probability, with the responder's latest end-of-turn probability (if it has a head)
+       and, while the user speaks, the words heard so far -> _on_heard  -> user captions;
+       every batch_ms the responder hears the deferred windows of all calls as one batch
        (its lag behind real time past AgentConfig.behind_ms      -> `behind` event)
     -> TurnDetector: speech started / end of turn        -> events, barge-in
     -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz, and
@@ -46,11 +46,11 @@ from agent.aiortc_fixes.rtp_probe import FirstPacketProbe
 from agent.captions import Captions
 from agent.config import AgentConfig
 from agent.events import EventChannel, TurnLatency
-from agent.listening import ListeningThread
+from agent.listening import CallListener, Heard, ListeningThread
 from agent.outbound import AnswerTrack
 from agent.process.metrics import ANSWER_THREAD, AgentMetrics
 from agent.responders import CallOptions, Responder, UserTurn
-from agent.wire import WIRE_RATE
+from agent.wire import WIRE_RATE, StreamClock
 from models.speech.audio import MODEL_RATE, Resampler, Windower
 from models.speech.turns import TurnDetector, TurnEvent, TurnEventKind
 from models.speech.vad import WINDOW, SileroVAD
@@ -91,6 +91,7 @@ class Session:
         self._responder = responder.open(options)
         self._on_closed = on_closed
         self._listening = listening
+        self._listener: CallListener | None = None
         self._behind = False
         """Whether the call's listening is behind real time (reported once per episode)."""
         self._answerer = ThreadPoolExecutor(
@@ -191,6 +192,16 @@ class Session:
     async def _listen(self, track: MediaStreamTrack) -> None:
         to_model_rate = Resampler(MODEL_RATE)
         windows = Windower(WINDOW)
+        clock = StreamClock()
+        assert self._vad is not None
+        listener = CallListener(
+            self._responder,
+            self._vad,
+            self._on_heard,
+            self._check_lag,
+            asyncio.get_running_loop(),
+        )
+        self._listener = listener
         timeout = self.config.connect_timeout_s
         reason = "peer stopped sending"
         try:
@@ -199,23 +210,27 @@ class Session:
                     frame = await track.recv()
                 timeout = self.config.peer_timeout_s
                 arrived = time.monotonic()
+                due = clock.due(frame, arrived)
                 for window in windows.push(to_model_rate.frame(frame)):
                     start = windows.samples_out - WINDOW
-                    heard = await self._listening.hear(
-                        self._responder, self._vad, window, start, self._turns.in_speech, arrived
+                    self._listening.submit(
+                        listener, window, start, self._turns.in_speech, arrived, due
                     )
-                    self._check_lag(heard.lag_ms)
-                    event = self._turns.update(heard.speech_prob, arrived, heard.eot_prob)
-                    if event is not None:
-                        self._on_turn_event(event)
-                    if heard.words is not None:
-                        self._caption_user(heard.words, event)
         except MediaStreamError:
             reason = "remote track ended"
         except TimeoutError:
             reason = f"no audio for {timeout:g} s"
         finally:
             self._close_soon(reason)
+
+    def _on_heard(self, heard: Heard) -> None:
+        """A window heard (VAD at once; the responder's figures as of its latest batch), in
+        the order the windows came."""
+        event = self._turns.update(heard.speech_prob, heard.arrived, heard.eot_prob)
+        if event is not None:
+            self._on_turn_event(event)
+        if heard.words is not None:
+            self._caption_user(heard.words, event)
 
     def _check_lag(self, lag_ms: float) -> None:
         """Tell the caller once when listening falls behind real time (and again only after
@@ -282,6 +297,7 @@ class Session:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # barge-in off: answers play one after another
         self._answering_turn = turn.turn
+        await self._listening.flush()  # every window of the turn heard by the responder
         chunks = await self._in(self._answerer, self._responder.respond, turn)
         to_wire_rate = Resampler(WIRE_RATE)
         captions = self._agent_captions
@@ -375,6 +391,8 @@ class Session:
         except Exception:  # metrics must never keep a call from ending
             log.warning("session %s: concealment figures unavailable", self.id, exc_info=True)
         self._answerer.shutdown(wait=False, cancel_futures=True)
+        if self._listener is not None:
+            self._listener.closed = True
         self._listening.after(self._responder.close)
         if self._counted:
             self.metrics.active_sessions.dec()

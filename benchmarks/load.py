@@ -93,6 +93,10 @@ def summarise(results: list[dict]) -> dict[str, Any]:
         stage: round(percentile([t["server"][stage] for t in turns if stage in t["server"]], 50), 1)
         for stage in ("eot_wait", "respond", "playout_queue", "send", "speech_end_to_rtp")
     }
+    legs = {
+        leg: round(percentile([t["path"][leg] for t in turns if leg in t["path"]], 50), 1)
+        for leg in ("speech_end_to_vad_ms", "rtp_to_ear_ms")
+    }
     missing = [t["continuity"]["missing_ms"] for t in turns if t.get("continuity") is not None]
     return {
         "calls": len(results),
@@ -105,6 +109,7 @@ def summarise(results: list[dict]) -> dict[str, Any]:
         "respond_p50_ms": round(percentile(respond, 50), 1),
         "missing_answer_ms": round(float(sum(missing)), 1),
         "server_p50_ms": stages,
+        "path_p50_ms": legs,
     }
 
 

@@ -101,7 +101,7 @@ class CallManager:
         self.sessions: dict[str, Session] = {}
         self._holders: dict[str, _Holder] = {}
         self.trimmer = MemoryTrimmer()
-        self.listening = ListeningThread(responder, metrics)
+        self.listening = ListeningThread(responder, metrics, config.listen_batch_ms)
         """Hears the windows of all the server's calls, in batches."""
 
     async def open_call(self, sdp: str, options: CallOptions, client: str = "") -> Session:

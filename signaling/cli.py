@@ -194,6 +194,13 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="send aiortc's default Opus (96 kbps, no in-band FEC) and do not ask for FEC",
     )
     p.add_argument(
+        "--listen-batch-ms",
+        type=float,
+        default=DEFAULT_AGENT.listen_batch_ms,
+        help="the model hears the windows of all calls together this often (the VAD hears "
+        "each window at once)",
+    )
+    p.add_argument(
         "--peer-timeout",
         type=float,
         default=DEFAULT_AGENT.peer_timeout_s,
@@ -298,6 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,
+        listen_batch_ms=args.listen_batch_ms,
         establish_timeout_s=args.establish_timeout,
         connect_timeout_s=args.connect_timeout,
         trim_memory=not args.no_memory_trim,
