@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.process.exit_stop import stop_at_exit
 from agent.process.metrics import AgentMetrics
 from agent.responders import Responder, ResponderSession
 from models.speech.vad import SileroVAD
@@ -107,6 +108,7 @@ class ListeningThread:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=LISTEN_THREAD_NAME, daemon=True)
         self._thread.start()
+        stop_at_exit(self)
 
     def submit(
         self,

@@ -40,6 +40,9 @@ class AccessPolicy:
     """Failed token attempts per client address before they are answered 429."""
     max_clients: int = 10_000
     """Most client addresses each rate limiter remembers at once."""
+    behind_router: bool = False
+    """A worker behind `serve --workers`' router, on a private Unix socket: the client is the
+    one address the router puts in X-Forwarded-For (the router checks tokens and rates)."""
 
 
 class CallGate:
@@ -53,7 +56,10 @@ class CallGate:
         self.failures = RateLimiter(policy.auth_failures, policy.max_clients)
 
     def client(self, request: web.Request) -> str:
-        """The address a request counts against (X-Forwarded-For only via trusted proxies)."""
+        """The address a request counts against (X-Forwarded-For only via trusted proxies,
+        or from the router of a worker)."""
+        if self.policy.behind_router:
+            return request.headers.get("X-Forwarded-For", "unknown")
         return client_address(request, self.policy.trusted_proxies)
 
     def admit(self, request: web.Request) -> str:

@@ -37,6 +37,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 METRICS = web.AppKey("metrics", AgentMetrics)
 ICE = web.AppKey("ice", IceConfig)
 STATIC_FILES = web.AppKey("static_files", dict)
+RESPONDER_NAME = web.AppKey("responder_name", str)
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -132,19 +133,48 @@ async def options(request: web.Request) -> web.Response:
             "emotions": list(EMOTIONS),
             "default_speaker": DEFAULT_SPEAKER,
             "default_emotion": DEFAULT_EMOTION,
-            "responder": request.app[CALLS].responder.name,
+            "responder": request.app[RESPONDER_NAME],
         }
     )
 
 
 async def healthz(request: web.Request) -> web.Response:
     calls: CallManager = request.app[CALLS]
-    return web.json_response({"status": "ok", "sessions": len(calls.sessions)})
+    return web.json_response(
+        {"status": "ok", "sessions": len(calls.sessions), "capacity": calls.max_sessions}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def base_app(
+    responder_name: str,
+    ice: IceConfig | None = None,
+    access: AccessPolicy | None = None,
+    origins: OriginPolicy | None = None,
+) -> web.Application:
+    """What every front of the agent serves, with one process or a router before several:
+    the page and its files, the options, ICE configuration, the checks on every request
+    (origins, token, rate limits, JSON errors, security headers) and the metrics registry."""
+    install_aiohttp_fixes()
+    app = web.Application(
+        middlewares=[origin_check(origins or OriginPolicy()), json_errors],
+        client_max_size=64 * 1024,
+    )
+    app.on_response_prepare.append(security_headers)
+    app[METRICS] = AgentMetrics()
+    app[ICE] = ice or IceConfig()
+    app[GATE] = CallGate(access or AccessPolicy(), app[METRICS])
+    app[RESPONDER_NAME] = responder_name
+    app[STATIC_FILES] = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/v1/options", options)
+    app.router.add_get("/ice-config", ice_config)
+    return app
 
 
 def create_app(
@@ -155,36 +185,25 @@ def create_app(
     access: AccessPolicy | None = None,
     origins: OriginPolicy | None = None,
     caps: ClientCaps | None = None,
+    capacity: int | None = None,
 ) -> web.Application:
     """Build the server application around one responder; `access` sets the rate limit,
     trusted proxies and API token (default: none of them), `origins` the web origins besides
     the page's own that may call the API (default: none), `caps` the calls one client address
-    may hold (default: ClientCaps.for_capacity(max_sessions))."""
-    install_aiohttp_fixes()
-    app = web.Application(
-        middlewares=[origin_check(origins or OriginPolicy()), json_errors],
-        client_max_size=64 * 1024,
-    )
-    app.on_response_prepare.append(security_headers)
-    app[METRICS] = AgentMetrics()
-    app[ICE] = ice or IceConfig()
-    app[GATE] = CallGate(access or AccessPolicy(), app[METRICS])
+    may hold (default: ClientCaps.for_capacity(max_sessions)), `capacity` the calls the
+    process holds in real time (agent.process.capacity; None: max_sessions alone)."""
+    app = base_app(responder.name, ice, access, origins)
     app[CALLS] = CallManager(
-        responder, config or AgentConfig(), app[METRICS], app[ICE], max_sessions, caps
+        responder, config or AgentConfig(), app[METRICS], app[ICE], max_sessions, caps, capacity
     )
-    app[STATIC_FILES] = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
 
     async def hang_up_everyone(app: web.Application) -> None:
         await app[CALLS].close_all()
 
     app.on_shutdown.append(hang_up_everyone)
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{name}", static_file)
     app.router.add_post("/offer", post_offer)
     app.router.add_post(CALLS_PATH, post_whip)
     app.router.add_delete(CALLS_PATH + "/{session_id}/{secret}", delete_call)
-    app.router.add_get("/v1/options", options)
-    app.router.add_get("/ice-config", ice_config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

@@ -75,8 +75,10 @@ class _Holder:
 
 
 class CallManager:
-    """Opens, tracks and ends the server's sessions; at most `max_sessions` at once and at
-    most `caps` per client address."""
+    """Opens, tracks and ends the server's sessions; at most `max_sessions` (or `capacity`,
+    the calls the process holds in real time, when lower) at once and at most `caps` per
+    client address. Past that, new calls get 503 with Retry-After and the calls in progress
+    keep their pace."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class CallManager:
         ice: IceConfig,
         max_sessions: int,
         caps: ClientCaps | None = None,
+        capacity: int | None = None,
     ) -> None:
         if config.turns.eot == "model" and not responder.has_eot_head:
             raise ValueError(
@@ -96,7 +99,9 @@ class CallManager:
         self.config = config
         self.metrics = metrics
         self.ice = ice
-        self.max_sessions = max_sessions
+        self.max_sessions = max_sessions if capacity is None else min(max_sessions, capacity)
+        """Calls admitted at once: the session cap, or the measured capacity when lower."""
+        metrics.capacity.set(self.max_sessions)
         self.caps = caps or ClientCaps.for_capacity(max_sessions)
         self.sessions: dict[str, Session] = {}
         self._holders: dict[str, _Holder] = {}

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_pipeline_commands(commands)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -88,7 +89,26 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "--preset", default="demo", choices=sorted(PRESETS), help="model sizes with --untrained"
     )
     p.add_argument(
-        "--max-sessions", type=int, default=8, help="calls at once; more get 503 + Retry-After"
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="agent processes behind one address, each with its own models and calls "
+        "(default: one per core available)",
+    )
+    p.add_argument(
+        "--capacity",
+        default="auto",
+        metavar="N|auto",
+        help="calls each process holds in real time; more get 503 + Retry-After; auto: "
+        "measured at start-up on this machine (agent/process/capacity.py)",
+    )
+    p.add_argument("--worker-socket", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=8,
+        help="calls at once per process, whatever the capacity; more get 503 + Retry-After",
     )
     p.add_argument(
         "--max-pending-per-client",
@@ -271,10 +291,12 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from agent.responders import make_responder
+    from signaling.admission import AccessPolicy
     from signaling.app import RedactingAccessLogger, create_app
     from signaling.calls import ClientCaps
     from signaling.ice import IceConfig
     from signaling.origins import OriginPolicy
+    from signaling.workers import default_workers
     from turn.credentials import TurnSettings
 
     try:
@@ -283,6 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         access = _access_policy(args)
         origins = OriginPolicy(tuple(args.allow_origin))
+        configured_capacity = _capacity_setting(args.capacity)
         defaults = ClientCaps.for_capacity(args.max_sessions)
         caps = ClientCaps(
             pending=_given(args.max_pending_per_client, defaults.pending),
@@ -310,17 +333,38 @@ def _serve(args: argparse.Namespace) -> int:
         connect_timeout_s=args.connect_timeout,
         trim_memory=not args.no_memory_trim,
     )
+    ice = IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent)
+    workers = default_workers() if args.workers is None else args.workers
+    if args.worker_socket is None and workers > 1:
+        _run_router(args, workers, ice, access, origins)
+        return 0
+    if args.worker_socket is not None:  # behind the router, which checks tokens and rates
+        access = AccessPolicy(behind_router=True)
     checkpoint = None if args.untrained else args.checkpoint
+    responder = make_responder(args.responder, checkpoint, args.preset)
+    capacity = configured_capacity or _measured_capacity(responder)
     app = create_app(
-        make_responder(args.responder, checkpoint, args.preset),
+        responder,
         config,
-        IceConfig(urls=tuple(args.ice_server), turn=turn, agent_turn=args.turn_for_agent),
+        ice,
         max_sessions=args.max_sessions,
         access=access,
         origins=origins,
         caps=caps,
+        capacity=capacity,
     )
-    print(f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port}", flush=True)
+    admitted = min(args.max_sessions, capacity)
+    if args.worker_socket is not None:
+        print(f"telugu-s2s: worker holding {admitted} calls at once", flush=True)
+        web.run_app(  # the router logs the requests, and polls this one's /healthz
+            app, path=args.worker_socket, print=None, shutdown_timeout=5.0, access_log=None
+        )
+        return 0
+    print(
+        f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port} "
+        f"({admitted} calls at once)",
+        flush=True,
+    )
     if access.api_token is not None:
         print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
     web.run_app(
@@ -332,6 +376,50 @@ def _serve(args: argparse.Namespace) -> int:
         access_log_class=RedactingAccessLogger,
     )
     return 0
+
+
+def _capacity_setting(setting: str) -> int | None:
+    """--capacity as a number of calls, or None for auto; ValueError otherwise."""
+    if setting == "auto":
+        return None
+    if not setting.isdigit() or int(setting) < 1:
+        raise ValueError(f"--capacity must be a number of calls (at least 1) or auto: {setting!r}")
+    return int(setting)
+
+
+def _measured_capacity(responder) -> int:  # noqa: ANN001 - agent.responders.Responder
+    from agent.process.capacity import measure_capacity
+
+    measured = measure_capacity(responder)
+    print(f"telugu-s2s: capacity measured: {measured.describe()}", flush=True)
+    return measured.calls
+
+
+def _run_router(args: argparse.Namespace, workers: int, ice, access, origins) -> None:  # noqa: ANN001
+    """`serve` with several workers: this process routes, the workers hold the calls."""
+    from aiohttp import web
+
+    from signaling.app import RedactingAccessLogger
+    from signaling.router import create_router_app
+    from signaling.workers import WorkerPool
+
+    serve_args = args.argv[args.argv.index("serve") + 1 :]
+    pool = WorkerPool(serve_args, workers)
+    app = create_router_app(pool, args.responder, ice, access, origins)
+    print(
+        f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port} ({workers} workers)",
+        flush=True,
+    )
+    if access.api_token is not None:
+        print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        shutdown_timeout=5.0,
+        access_log_class=RedactingAccessLogger,
+    )
 
 
 def _given(value: int | None, default: int) -> int:

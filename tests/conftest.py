@@ -37,6 +37,7 @@ async def start_agent(
     access: AccessPolicy | None = None,
     origins: OriginPolicy | None = None,
     caps: ClientCaps | None = None,
+    capacity: int | None = None,
 ):
     app = create_app(
         responder or make_responder("parrot"),
@@ -46,6 +47,7 @@ async def start_agent(
         access=access,
         origins=origins,
         caps=caps,
+        capacity=capacity,
     )
     runner = app_runner(app, shutdown_timeout=2.0)
     await runner.setup()

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agent.process.exit_stop import stop_at_exit
 from models.codec.codec import DecoderState
 from models.loading import Models
 from models.s2s.answer_draw import AnswerDraw, AnswerStep, guided
@@ -35,6 +36,7 @@ from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import Sampling
 
 log = logging.getLogger(__name__)
+
 ANSWER_THREAD_NAME = "batched-answering"
 LEAD_S = 0.3
 """How far ahead of real time an answer is generated before the thread rests."""
@@ -80,8 +82,17 @@ class AnsweringThread:
         """In row order: the answers the thread steps."""
         self._arriving: list[Answer] = []
         self._wake = threading.Condition()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name=ANSWER_THREAD_NAME, daemon=True)
         self._thread.start()
+        stop_at_exit(self)
+
+    def stop(self) -> None:
+        """End the thread; the answers in progress end too."""
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
 
     def start(
         self,
@@ -122,8 +133,12 @@ class AnsweringThread:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._hungry():
+                while not self._hungry() and not self._stopped:
                     self._wake.wait(timeout=self._rest_s())
+                if self._stopped:
+                    for answer in self._answers + self._arriving:
+                        answer.chunks.put(_END)
+                    return
                 arriving, self._arriving = self._arriving, []
             try:
                 with torch.inference_mode():

@@ -5,6 +5,7 @@ import json
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import AgentConfig
 from models.controls import EMOTIONS, SPEAKERS
@@ -226,5 +227,33 @@ async def test_answer_asks_for_opus_fec(http, opus_fec):
         opus_pt = next(ln.split()[0].split(":")[1] for ln in lines if "opus/48000" in ln)
         fmtp = [ln for ln in lines if ln.startswith(f"a=fmtp:{opus_pt} ")]
         assert any("useinbandfec=1" in ln for ln in fmtp) == opus_fec
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_call_past_the_capacity_gets_503_and_the_admitted_one_stays(http):
+    agent, runner = await start_agent(max_sessions=8, capacity=1)
+    try:
+        status, first, _ = await post_json(
+            http, f"{agent.url}/offer", {"sdp": await make_offer(), "type": "offer"}
+        )
+        assert status == 200
+        status, payload, headers = await post_json(
+            http, f"{agent.url}/offer", {"sdp": await make_offer(), "type": "offer"}
+        )
+        assert status == 503 and payload["error"] == "at_capacity"
+        assert int(headers["Retry-After"]) > 0
+        assert list(agent.sessions) == [first["session_id"]]
+        async with http.get(f"{agent.url}/healthz") as resp:
+            assert (await resp.json())["capacity"] == 1
+        async with http.get(f"{agent.url}/metrics") as resp:
+            text = await resp.text()
+        values = {
+            (s.name, s.labels.get("reason")): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+        assert values[("telugu_s2s_capacity_calls", None)] == 1.0
+        assert values[("telugu_s2s_rejected_requests_total", "at_capacity")] == 1.0
     finally:
         await runner.cleanup()
