@@ -33,11 +33,12 @@ class AgentConfig:
     """A call whose first audio has not arrived this long after the answer is over."""
     trim_memory: bool = True
     """Give the C heap's free pages back to the system after calls end (agent.process.memory)."""
-    listen_batch_ms: float = 64.0
+    listen_batch_ms: float = 128.0
     """Period of the batched listening work (agent/listening.py): the VAD hears each window
     at once, the responder hears every call's windows together this often."""
-    behind_ms: float = 250.0
-    """A call whose windows wait longer than this to be heard is told (`behind` event) and
+    behind_ms: float = 500.0
+    """A call whose audio waits longer than this to be heard by the model (from when it was
+    due; the batching alone accounts for up to listen_batch_ms) is told (`behind` event) and
     counted in /metrics: the server is past its capacity."""
     answer_buffer_s: float = 10.0
     """At most this much generated answer audio waits for the wire (bounded queue)."""

@@ -8,9 +8,9 @@ what was heard through a callback, in order. The thread works in two tempos:
   heard so far;
 - in batches, every `batch_ms`: the responder's own listening (`Responder.hear_batch`: the
   S2S responder runs the codec, encoder and memory projection of all calls as one batch) for
-  all windows deferred since, in rounds (the first deferred window of every call, then the
-  second, ...). `flush` runs the deferred work now: a call's answer starts only after every
-  window of its turn has been heard.
+  all windows deferred since, each call's joined into one chunk (one model pass per call
+  and batch, however many windows it holds). `flush` runs the deferred work now: a call's
+  answer starts only after every window of its turn has been heard.
 
 So batches hold the calls of the whole server whatever their phase, the turn detector never
 waits for them, and what waits (end-of-turn head, captions) is at most `batch_ms` older.
@@ -38,8 +38,9 @@ from models.speech.vad import SileroVAD
 
 log = logging.getLogger(__name__)
 LISTEN_THREAD_NAME = "batched-listening"
-BATCH_MS = 64.0
-"""Default period of the batched listening work (two 32 ms windows of every call)."""
+BATCH_MS = 128.0
+"""Default period of the batched listening work (four 32 ms windows of every call: one
+model pass per call costs about a third of four; docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -202,32 +203,25 @@ class ListeningThread:
         call.loop.call_soon_threadsafe(_deliver, call, heard)
 
     def _batch(self) -> None:
-        """The responder's listening for every deferred window: round r holds the r-th
-        deferred window of each call, so a call's windows are heard in order."""
+        """The responder's listening for every deferred window, as one batch: each call's
+        deferred windows joined into one chunk (in order, contiguous), heard with the other
+        calls' chunks in one `hear_batch`."""
         deferred, self._deferred = self._deferred, []
-        rounds: list[list[_Window]] = []
-        seen: dict[int, int] = {}
+        chunks: dict[int, list[_Window]] = {}
         for window in deferred:
-            if window.call.closed:
-                continue
-            r = seen.get(id(window.call), 0)
-            seen[id(window.call)] = r + 1
-            if r == len(rounds):
-                rounds.append([])
-            rounds[r].append(window)
-        for windows in rounds:
-            self._hear_round(windows)
-        if deferred:
-            done = time.monotonic()
-            lags = [(done - w.due) * 1000.0 for w in deferred if not w.call.closed]
-            if lags:
-                self._metrics.observe_listening(len(rounds[0]) if rounds else 0, lags)
-            worst: dict[int, tuple[CallListener, float]] = {}
-            for window, lag in zip((w for w in deferred if not w.call.closed), lags, strict=True):
-                if lag > worst.get(id(window.call), (window.call, -1.0))[1]:
-                    worst[id(window.call)] = (window.call, lag)
-            for call, lag in worst.values():
-                call.loop.call_soon_threadsafe(call.on_lag, round(lag, 1))
+            if not window.call.closed:
+                chunks.setdefault(id(window.call), []).append(window)
+        if not chunks:
+            return
+        self._hear_round([_joined(windows) for windows in chunks.values()])
+        done = time.monotonic()
+        lags = []
+        for windows in chunks.values():
+            lag = (done - windows[0].due) * 1000.0
+            lags += [(done - w.due) * 1000.0 for w in windows]
+            call = windows[0].call
+            call.loop.call_soon_threadsafe(call.on_lag, round(lag, 1))
+        self._metrics.observe_listening(len(chunks), lags)
 
     def _hear_round(self, windows: list[_Window]) -> None:
         try:
@@ -254,6 +248,15 @@ class ListeningThread:
             job.run()
         except Exception:
             log.exception("listening job failed")
+
+
+def _joined(windows: list[_Window]) -> _Window:
+    """One call's consecutive windows as one (the first one's start and times)."""
+    if len(windows) == 1:
+        return windows[0]
+    first = windows[0]
+    pcm = np.concatenate([w.pcm for w in windows])
+    return _Window(first.call, pcm, first.start, first.in_speech, first.arrived, first.due)
 
 
 def _deliver(call: CallListener, heard: Heard) -> None:

@@ -342,7 +342,7 @@ def _serve(args: argparse.Namespace) -> int:
         access = AccessPolicy(behind_router=True)
     checkpoint = None if args.untrained else args.checkpoint
     responder = make_responder(args.responder, checkpoint, args.preset)
-    capacity = configured_capacity or _measured_capacity(responder)
+    capacity = configured_capacity or _measured_capacity(responder, args.listen_batch_ms)
     app = create_app(
         responder,
         config,
@@ -387,10 +387,11 @@ def _capacity_setting(setting: str) -> int | None:
     return int(setting)
 
 
-def _measured_capacity(responder) -> int:  # noqa: ANN001 - agent.responders.Responder
+def _measured_capacity(responder, batch_ms: float) -> int:  # noqa: ANN001 - a Responder
     from agent.process.capacity import measure_capacity
+    from models.speech.vad import WINDOW_MS
 
-    measured = measure_capacity(responder)
+    measured = measure_capacity(responder, chunk_windows=max(1, round(batch_ms / WINDOW_MS)))
     print(f"telugu-s2s: capacity measured: {measured.describe()}", flush=True)
     return measured.calls
 

@@ -35,7 +35,7 @@ events), from benchmarks/load.py on 2 cores (docs/benchmarks.md)."""
 BUDGET = 0.8
 """Load a process may carry and still keep real time (the rest absorbs bursts)."""
 WINDOWS = 16
-"""Windows heard per probe (0.5 s of audio)."""
+"""Windows heard per probe (0.5 s of audio; a multiple of the chunks)."""
 CHUNKS = 10
 """Answer chunks drawn per call per probe, after the first (within the answering thread's
 lead, so that its pacing to real time does not count)."""
@@ -54,17 +54,23 @@ class Capacity:
         return f"{self.calls} calls (load by calls {shown})"
 
 
-def call_load(responder: Responder, calls: int, media_per_call: float = MEDIA_PER_CALL) -> float:
-    """The measured load of `calls` calls (listening plus all of them answering)."""
+def call_load(
+    responder: Responder,
+    calls: int,
+    media_per_call: float = MEDIA_PER_CALL,
+    chunk_windows: int = 4,
+) -> float:
+    """The measured load of `calls` calls (listening plus all of them answering), heard in
+    chunks of `chunk_windows` windows as the listening thread joins them."""
     rng = np.random.default_rng(calls)
     options = CallOptions(DEFAULT_SPEAKER, DEFAULT_EMOTION)
     sessions = [responder.open(options) for _ in range(calls)]
     try:
         audio = (0.05 * rng.standard_normal((calls, WINDOWS * WINDOW))).astype(np.float32)
         started = time.perf_counter()
-        for w in range(WINDOWS):
-            window = slice(w * WINDOW, (w + 1) * WINDOW)
-            responder.hear_batch(sessions, list(audio[:, window]), [w * WINDOW] * calls)
+        for w in range(0, WINDOWS, chunk_windows):
+            chunk = slice(w * WINDOW, (w + chunk_windows) * WINDOW)
+            responder.hear_batch(sessions, list(audio[:, chunk]), [w * WINDOW] * calls)
         listening = (time.perf_counter() - started) / (WINDOWS * WINDOW / MODEL_RATE)
         turn = UserTurn(1, 0, WINDOWS * WINDOW)
         answers = [s.respond(turn) for s in sessions]
@@ -92,14 +98,15 @@ def measure_capacity(
     budget: float = BUDGET,
     most: int = 64,
     media_per_call: float = MEDIA_PER_CALL,
+    chunk_windows: int = 4,
 ) -> Capacity:
     """The largest number of calls (1 .. `most`) whose load fits `budget`: doubling, then
     halving the interval. At least 1, so that a slow machine still takes one call."""
-    call_load(responder, 1, media_per_call)  # warm-up: threads, allocations, kernels
+    call_load(responder, 1, media_per_call, chunk_windows)  # warm-up: threads, kernels
     loads: dict[int, float] = {}
 
     def fits(k: int) -> bool:
-        loads[k] = call_load(responder, k, media_per_call)
+        loads[k] = call_load(responder, k, media_per_call, chunk_windows)
         return loads[k] <= budget
 
     if not fits(1):

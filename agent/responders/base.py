@@ -4,9 +4,10 @@ A `Responder` is created once per server (it holds the models); it opens one
 `ResponderSession` per call. A session's methods are called from that call's worker threads,
 never from the event loop, so they may compute freely:
 
-- `hear(window, start_sample)` for every 16 kHz window of the call, speech or not, in order
-  (the server hears the windows of all its calls through `Responder.hear_batch`, one batch at
-  a time, from one listening thread per process);
+- `hear(audio, start_sample)` for all the call's 16 kHz audio, speech or not, in order and
+  contiguous, in chunks of one or more 512-sample windows (the server hears the audio of all
+  its calls through `Responder.hear_batch`, one batch at a time, from one listening thread
+  per process);
   a responder with an end-of-turn head returns its latest end-of-turn probability, which the
   agent's turn detector may use (`--eot model`);
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
@@ -48,7 +49,8 @@ class ResponderSession(ABC):
 
     @abstractmethod
     def hear(self, window: np.ndarray, start_sample: int) -> float | None:
-        """The next window of the user's audio, starting at stream index `start_sample`.
+        """The next audio of the user (one or more windows), starting at stream index
+        `start_sample`.
 
         Returns the end-of-turn probability of the latest step the responder has encoded, or
         None when it has no end-of-turn head."""
@@ -90,7 +92,7 @@ class Responder(ABC):
     def hear_batch(
         self, sessions: list[ResponderSession], windows: list[np.ndarray], starts: list[int]
     ) -> list[float | None]:
-        """The next window of several calls at once (each session at most once, its windows
+        """The next audio of several calls at once (each session at most once, its audio
         in order): what each `hear` returns. A responder whose models batch across calls
         overrides this; the result must equal hearing them one by one."""
         return [s.hear(w, start) for s, w, start in zip(sessions, windows, starts, strict=True)]
