@@ -9,8 +9,9 @@ what was heard through a callback, in order. The thread works in two tempos:
 - in batches, every `batch_ms`: the responder's own listening (`Responder.hear_batch`: the
   S2S responder runs the codec, encoder and memory projection of all calls as one batch) for
   all windows deferred since, each call's joined into one chunk (one model pass per call
-  and batch, however many windows it holds). `flush` runs the deferred work now: a call's
-  answer starts only after every window of its turn has been heard.
+  and batch, however many windows it holds). A call's answer starts once the responder
+  has heard its turn (`CallListener.heard_until`, usually long before the silence that ends
+  the turn is over); `flush` runs the deferred work at once when it has not.
 
 So batches hold the calls of the whole server whatever their phase, the turn detector never
 waits for them, and what waits (end-of-turn head, captions) is at most `batch_ms` older.
@@ -75,6 +76,8 @@ class CallListener:
         """Called with the largest lag (ms) of the call's windows in each batch."""
         self.loop = loop
         self.eot_prob: float | None = None
+        self.heard_until = 0
+        """Stream sample up to which the responder has heard the call (its batched work)."""
         self.closed = False
 
 
@@ -241,6 +244,7 @@ class ListeningThread:
                     eots.append(window.call.eot_prob)
         for window, eot in zip(windows, eots, strict=True):
             window.call.eot_prob = eot
+            window.call.heard_until = window.start + len(window.pcm)
 
     @staticmethod
     def _run_job(job: _Job) -> None:

@@ -89,6 +89,7 @@ class Session:
             config.answer_buffer_s, on_started=self._answer_started, on_done=self._answer_done
         )
         self._responder = responder.open(options)
+        self._responder_lookahead = responder.lookahead_samples
         self._on_closed = on_closed
         self._listening = listening
         self._listener: CallListener | None = None
@@ -297,7 +298,7 @@ class Session:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # barge-in off: answers play one after another
         self._answering_turn = turn.turn
-        await self._listening.flush()  # every window of the turn heard by the responder
+        await self._turn_heard(turn)
         chunks = await self._in(self._answerer, self._responder.respond, turn)
         to_wire_rate = Resampler(WIRE_RATE)
         captions = self._agent_captions
@@ -319,6 +320,12 @@ class Session:
             # stopped before the responder finished (barge-in, hang-up): the words so far
             self._caption(captions.final(turn.turn, interrupted=True))
             self._answerer.submit(chunks.close)
+
+    async def _turn_heard(self, turn: UserTurn) -> None:
+        """Return once the responder has heard the whole turn (and its look-ahead past it)."""
+        needed = turn.end_sample + self._responder_lookahead
+        if self._listener is None or self._listener.heard_until < needed:
+            await self._listening.flush()
 
     def _next_chunk(self, chunks: Iterator[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
         """Answering worker: the answer's next chunk (None once it is over) and the words the

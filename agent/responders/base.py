@@ -84,6 +84,9 @@ class Responder(ABC):
     name: str
     has_eot_head: bool = False
     """Whether its sessions' `hear` returns end-of-turn probabilities."""
+    lookahead_samples: int = 0
+    """Audio a session must hear past the end of a turn before `respond` has all of the
+    turn (an encoder's look-ahead and chunk): the server holds the answer until then."""
 
     @abstractmethod
     def open(self, options: CallOptions) -> ResponderSession:

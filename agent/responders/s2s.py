@@ -226,6 +226,10 @@ class S2SResponder(Responder):
         seed: int | None = None,
     ) -> None:
         self.models = models
+        encoder = models.config.encoder
+        step_samples = models.codec.config.hop * models.config.frames_per_step
+        steps = models.config.steps(encoder.chunk_ms) + models.config.steps(encoder.lookahead_ms)
+        self.lookahead_samples = (steps + 1) * step_samples  # +1: a step cut by the turn's end
         self.sampling = sampling
         self.max_answer_s = max_answer_s
         self.seed = seed

@@ -207,3 +207,18 @@ async def test_vanished_peer_is_cleaned_up_by_the_peer_timeout(agent, greeting, 
     assert session.closed.is_set() and session.pc.connectionState == "closed"
     assert "no audio" in session.close_reason, session.close_reason
     await wait_until(lambda: not agent_threads(), 5.0)
+
+
+async def test_a_call_whose_listening_falls_behind_is_told_once(greeting):
+    """With a limit below what batching alone costs, the call's listening is behind from its
+    first batch: one `behind` event with the lag, counted in /metrics, and the call goes on."""
+    agent, runner = await start_agent(AgentConfig(behind_ms=1.0))
+    try:
+        report, _ = await call(agent.url, greeting)
+        behind = [e for e in report.events if e.get("type") == "behind"]
+        assert len(behind) == 1 and behind[0]["lag_ms"] > 1.0
+        assert report.answered == 1
+        async with aiohttp.ClientSession() as http, http.get(f"{agent.url}/metrics") as resp:
+            assert "telugu_s2s_calls_behind_total 1.0" in await resp.text()
+    finally:
+        await runner.cleanup()
