@@ -148,10 +148,21 @@ async def call_agent(
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url of a running agent, or --spawn one (with --server-arg ...)."""
     parser.add_argument("--url", help="a running agent")
     parser.add_argument("--spawn", action="store_true", help="start an agent for the run")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for the spawned agent (repeatable)",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_agent_arguments(parser)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument(
         "--jitter",
@@ -187,12 +198,6 @@ def main() -> int:
         "--relay-only",
         action="store_true",
         help="with --url: call relay-only through the TURN servers of the agent's /ice-config",
-    )
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra argument for the spawned agent (repeatable)",
     )
     args = parser.parse_args()
     if not args.url and not args.spawn:

@@ -30,7 +30,13 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.caller.caller import call
-from benchmarks.latency import conversation, free_port, percentile, spawn_agent
+from benchmarks.latency import (
+    add_agent_arguments,
+    conversation,
+    free_port,
+    percentile,
+    spawn_agent,
+)
 
 REFUSED = "refused"
 
@@ -115,17 +121,10 @@ def summarise(results: list[dict]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="a running agent")
-    parser.add_argument("--spawn", action="store_true", help="start an agent for the run")
+    add_agent_arguments(parser)
     parser.add_argument("--calls", default="1,2,4,6,8", help="comma-separated numbers of calls")
     parser.add_argument("--turns", type=int, default=4, help="turns each caller speaks")
     parser.add_argument("--answer-room", type=float, default=1.5)
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra argument for the spawned agent (repeatable)",
-    )
     args = parser.parse_args()
     if not args.url and not args.spawn:
         parser.error("give --url of a running agent, or --spawn")

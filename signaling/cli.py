@@ -292,7 +292,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from agent.responders import make_responder
     from signaling.admission import AccessPolicy
-    from signaling.app import RedactingAccessLogger, create_app
+    from signaling.app import create_app
     from signaling.calls import ClientCaps
     from signaling.ice import IceConfig
     from signaling.origins import OriginPolicy
@@ -360,12 +360,19 @@ def _serve(args: argparse.Namespace) -> int:
             app, path=args.worker_socket, print=None, shutdown_timeout=5.0, access_log=None
         )
         return 0
-    print(
-        f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port} "
-        f"({admitted} calls at once)",
-        flush=True,
-    )
-    if access.api_token is not None:
+    _run_public(app, args, access.api_token is not None, f"{admitted} calls at once")
+    return 0
+
+
+def _run_public(app, args: argparse.Namespace, token: bool, what: str) -> None:  # noqa: ANN001
+    """Serve `app` on --host/--port until stopped, saying where and what."""
+    from aiohttp import web
+
+    from signaling.app import RedactingAccessLogger
+
+    url = f"http://{args.host}:{args.port}"
+    print(f"telugu-s2s: {args.responder} agent on {url} ({what})", flush=True)
+    if token:
         print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
     web.run_app(
         app,
@@ -375,7 +382,6 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout=5.0,
         access_log_class=RedactingAccessLogger,
     )
-    return 0
 
 
 def _capacity_setting(setting: str) -> int | None:
@@ -398,29 +404,12 @@ def _measured_capacity(responder, batch_ms: float) -> int:  # noqa: ANN001 - a R
 
 def _run_router(args: argparse.Namespace, workers: int, ice, access, origins) -> None:  # noqa: ANN001
     """`serve` with several workers: this process routes, the workers hold the calls."""
-    from aiohttp import web
-
-    from signaling.app import RedactingAccessLogger
     from signaling.router import create_router_app
     from signaling.workers import WorkerPool
 
     serve_args = args.argv[args.argv.index("serve") + 1 :]
-    pool = WorkerPool(serve_args, workers)
-    app = create_router_app(pool, args.responder, ice, access, origins)
-    print(
-        f"telugu-s2s: {args.responder} agent on http://{args.host}:{args.port} ({workers} workers)",
-        flush=True,
-    )
-    if access.api_token is not None:
-        print("telugu-s2s: call requests need the API token (page: /#token=...)", flush=True)
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=None,
-        shutdown_timeout=5.0,
-        access_log_class=RedactingAccessLogger,
-    )
+    app = create_router_app(WorkerPool(serve_args, workers), args.responder, ice, access, origins)
+    _run_public(app, args, access.api_token is not None, f"{workers} workers")
 
 
 def _given(value: int | None, default: int) -> int:
