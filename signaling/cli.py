@@ -355,6 +355,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     admitted = min(args.max_sessions, capacity)
     if args.worker_socket is not None:
+        from signaling.workers import follow_router
+
+        follow_router(app)
         print(f"telugu-s2s: worker holding {admitted} calls at once", flush=True)
         web.run_app(  # the router logs the requests, and polls this one's /healthz
             app, path=args.worker_socket, print=None, shutdown_timeout=5.0, access_log=None
@@ -408,8 +411,12 @@ def _run_router(args: argparse.Namespace, workers: int, ice, access, origins) ->
     from signaling.workers import WorkerPool
 
     serve_args = args.argv[args.argv.index("serve") + 1 :]
-    app = create_router_app(WorkerPool(serve_args, workers), args.responder, ice, access, origins)
-    _run_public(app, args, access.api_token is not None, f"{workers} workers")
+    pool = WorkerPool(serve_args, workers)
+    try:
+        app = create_router_app(pool, args.responder, ice, access, origins)
+        _run_public(app, args, access.api_token is not None, f"{workers} workers")
+    finally:
+        pool.kill()  # no-op after a clean stop; no orphan when the port was taken
 
 
 def _given(value: int | None, default: int) -> int:

@@ -15,14 +15,17 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 180.0
@@ -31,6 +34,28 @@ POLL_S = 0.5
 """How often the router refreshes each worker's calls and capacity."""
 WORKER_HOST = "http://worker"
 """Host part of the URLs the router sends over a worker's socket (never resolved)."""
+
+
+def follow_router(app: web.Application) -> None:
+    """A worker ends itself (as on SIGTERM: its calls hung up) when its router is gone, even
+    killed outright: a worker must not outlive the server it belongs to."""
+    router = os.getppid()
+
+    async def watch(app: web.Application) -> AsyncIterator[None]:
+        async def check() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                if os.getppid() != router:
+                    break
+            log.warning("the router (pid %d) is gone: stopping", router)
+            signal.raise_signal(signal.SIGTERM)
+
+        task = asyncio.create_task(check(), name="follow-router")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(watch)
 
 
 def default_workers() -> int:
@@ -133,6 +158,18 @@ class WorkerPool:
         """The healthy workers, the one with the most room first."""
         healthy = [w for w in self.workers if w.healthy and w.running]
         return sorted(healthy, key=lambda w: (-w.room, w.index))
+
+    def kill(self) -> None:
+        """Stop every worker still running, at once (the router could not serve)."""
+        for worker in self.workers:
+            if worker.running:
+                worker.process.terminate()
+        for worker in self.workers:
+            try:
+                worker.process.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
     async def stop(self) -> None:
         """Stop polling, then stop every worker (each hangs its calls up first)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -126,3 +127,42 @@ async def test_two_workers_share_calls_and_refuse_past_capacity():
             await proc.wait()
         for pc in peers:
             await pc.close()
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_do_not_outlive_a_killed_router():
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", "2", "--capacity", "1", "--responder", "parrot"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    if (await health(http, url)).get("workers") == 2:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        children = child_pids(proc.pid)
+        assert len(children) == 2
+    finally:
+        proc.kill()  # no chance to stop its workers
+        await proc.wait()
+
+    await wait_until(lambda: not any(alive(pid) for pid in children), 10)
