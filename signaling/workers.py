@@ -5,8 +5,9 @@ Each worker is a whole `telugu-s2s serve` listening on a Unix socket in a privat
 (mode 0700), so only the router reaches it. A call lives in the worker that answered its
 offer: its media flow straight between the peer and that worker's own UDP ports (ICE), and
 its hang-up is sent to every worker, of which only the owner knows the call's secret. The
-router polls each worker's /healthz to know its calls and capacity, and sends a new call to
-the worker with the most room.
+router polls each worker's /healthz to know its calls and capacity, sends a new call to the
+worker with the most room, and starts a worker again when its process has ended (the calls
+it held ended with it). A worker ends itself when its router is gone.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ START_TIMEOUT_S = 180.0
 """How long a worker may take to load its models and measure its capacity."""
 POLL_S = 0.5
 """How often the router refreshes each worker's calls and capacity."""
+RESTART_AFTER_S = 5.0
+"""Least time between two starts of the same worker (a worker that keeps dying is not
+started in a tight loop)."""
 WORKER_HOST = "http://worker"
 """Host part of the URLs the router sends over a worker's socket (never resolved)."""
 
@@ -79,6 +83,7 @@ class Worker:
     healthy: bool = False
     pending: int = field(default=0)
     """Offers sent to it and not answered yet (counted as calls until the next poll)."""
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def room(self) -> int:
@@ -101,18 +106,15 @@ class WorkerPool:
         self.workers: list[Worker] = []
         for index in range(count):
             socket = self._folder / f"worker-{index}.sock"
-            command = [
-                sys.executable,
-                "-m",
-                "signaling.cli",
-                "serve",
-                *worker_args,
-                "--worker-socket",
-                str(socket),
-            ]
-            process = subprocess.Popen(command)
-            self.workers.append(Worker(index, socket, process))
+            self.workers.append(Worker(index, socket, self._spawn(socket)))
         self._poller: asyncio.Task | None = None
+        self.restarts = 0
+        """Workers started again after they died."""
+
+    def _spawn(self, socket: Path) -> subprocess.Popen:
+        socket.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "signaling.cli", "serve", *self._args]
+        return subprocess.Popen([*command, "--worker-socket", str(socket)])
 
     async def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until every worker answers /healthz; then keep polling them."""
@@ -135,7 +137,24 @@ class WorkerPool:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
+            self._restart_dead()
             await self.refresh()
+
+    def _restart_dead(self) -> None:
+        """Start again a worker whose process has ended (its calls ended with it); it takes
+        calls once its /healthz answers."""
+        now = time.monotonic()
+        for worker in self.workers:
+            if not worker.running and now - worker.started >= RESTART_AFTER_S:
+                log.warning(
+                    "worker %d exited (%s): starting it again",
+                    worker.index,
+                    worker.process.returncode,
+                )
+                worker.healthy = False
+                worker.process = self._spawn(worker.socket)
+                worker.started = now
+                self.restarts += 1
 
     async def refresh(self) -> None:
         """Ask every worker for its calls and capacity now."""

@@ -5,6 +5,8 @@ are still answered, hang-ups that reach the call's own worker, one /healthz and 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -166,3 +168,48 @@ async def test_workers_do_not_outlive_a_killed_router():
         await proc.wait()
 
     await wait_until(lambda: not any(alive(pid) for pid in children), 10)
+
+
+async def test_a_worker_that_dies_is_started_again():
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", "2", "--capacity", "1", "--responder", "parrot"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def workers() -> int:
+                try:
+                    return (await health(http, url)).get("workers", 0)
+                except aiohttp.ClientError:
+                    return 0
+
+            for _ in range(300):
+                if await workers() == 2:
+                    break
+                await asyncio.sleep(0.2)
+            first, second = child_pids(proc.pid)
+            os.kill(first, signal.SIGKILL)
+            for _ in range(50):  # seen gone
+                if await workers() == 1:
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(300):  # started again, and answering
+                if await workers() == 2:
+                    break
+                await asyncio.sleep(0.2)
+            assert await health(http, url) == {
+                "status": "ok",
+                "sessions": 0,
+                "capacity": 2,
+                "workers": 2,
+            }
+            assert first not in child_pids(proc.pid) and second in child_pids(proc.pid)
+    finally:
+        proc.terminate()
+        await proc.wait()
