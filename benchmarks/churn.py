@@ -51,6 +51,8 @@ T = TypeVar("T")
 KINDS = ("hang_up", "close_peer", "vanish", "drop_early", "abandon")
 WORD = "నమస్కారం"
 CHURN_AGENT = (
+    "--workers",
+    "1",  # one process holds every call: its own /metrics are what leaks would show in
     "--responder",
     "parrot",
     "--min-silence-ms",
@@ -98,6 +100,8 @@ class Resources:
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
+        if 'worker="' in text:
+            raise ValueError("churn reads one process's figures: run the agent with --workers 1")
         return cls(
             tasks=int(values["telugu_s2s_asyncio_tasks"]),
             threads=int(values["telugu_s2s_threads"]),

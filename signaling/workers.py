@@ -36,6 +36,8 @@ POLL_S = 0.5
 RESTART_AFTER_S = 5.0
 """Least time between two starts of the same worker (a worker that keeps dying is not
 started in a tight loop)."""
+WORKER_CONNECTIONS = 16
+"""Connections the router keeps open to one worker (its file descriptors stay bounded)."""
 WORKER_HOST = "http://worker"
 """Host part of the URLs the router sends over a worker's socket (never resolved)."""
 
@@ -121,7 +123,7 @@ class WorkerPool:
         deadline = time.monotonic() + timeout_s
         for worker in self.workers:
             worker.client = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=str(worker.socket)),
+                connector=aiohttp.UnixConnector(path=str(worker.socket), limit=WORKER_CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(total=15),
             )
             while not await self._poll_one(worker):
