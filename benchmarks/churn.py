@@ -53,6 +53,8 @@ WORD = "నమస్కారం"
 CHURN_AGENT = (
     "--workers",
     "1",  # one process holds every call: its own /metrics are what leaks would show in
+    "--capacity",
+    "1000",  # slots by --max-sessions alone: churned calls linger by design (vanish, abandon)
     "--responder",
     "parrot",
     "--min-silence-ms",
