@@ -40,8 +40,8 @@ from models.speech.vad import SileroVAD
 log = logging.getLogger(__name__)
 LISTEN_THREAD_NAME = "batched-listening"
 BATCH_MS = 128.0
-"""Default period of the batched listening work (four 32 ms windows of every call: one
-model pass per call costs about a third of four; docs/benchmarks.md)."""
+"""Default period of the batched listening work (four 32 ms windows of every call in one
+model pass: about a third of the cost of four; `python -m benchmarks.batching`)."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ The code below reads in the order a frame travels:
        responder.said() after each                               -> agent captions
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
 
-Model compute runs only on the listening thread and the call's answering worker; the event
-loop only moves buffers. Every task, the answering thread and the peer connection end with
+Model compute runs only on the process's listening and answering threads (and, for a
+responder that does not batch, in the call's answering worker); the event loop only moves
+buffers. Every task, the answering thread and the peer connection end with
 the call.
 """
 

@@ -31,7 +31,8 @@ from models.speech.vad import WINDOW
 log = logging.getLogger(__name__)
 MEDIA_PER_CALL = 0.07
 """Event-loop share of one core per call (Opus decode and encode, SRTP, RTP, resampling,
-events), from benchmarks/load.py on 2 cores (docs/benchmarks.md)."""
+events): an estimate from profiling the server's loop under `benchmarks.load --calls 3` on
+2 cores, not measured at start-up (docs/benchmarks.md)."""
 BUDGET = 0.8
 """Load a process may carry and still keep real time (the rest absorbs bursts)."""
 WINDOWS = 16

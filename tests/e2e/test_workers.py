@@ -55,16 +55,24 @@ def samples(text: str, name: str) -> dict[str, float]:
     }
 
 
+async def two_parrot_workers(port: int, *extra: str, output=asyncio.subprocess.DEVNULL):  # noqa: ANN001, ANN201
+    """`serve --workers 2 --capacity 1 --responder parrot` on a loopback port."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", "2", "--capacity", "1", "--responder", "parrot", *extra),
+        stdout=output,
+        stderr=asyncio.subprocess.STDOUT if output is asyncio.subprocess.PIPE else output,
+    )
+
+
 async def test_two_workers_share_calls_and_refuse_past_capacity():
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "2", "--capacity", "1", "--responder", "parrot"),
+    proc = await two_parrot_workers(
+        port,
         *("--max-calls-per-client", "0", "--max-pending-per-client", "0"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        output=asyncio.subprocess.PIPE,
     )
     peers: list[RTCPeerConnection] = []
     try:
@@ -144,13 +152,7 @@ def alive(pid: int) -> bool:
 
 async def test_workers_do_not_outlive_a_killed_router():
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "2", "--capacity", "1", "--responder", "parrot"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await two_parrot_workers(port)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -172,13 +174,7 @@ async def test_workers_do_not_outlive_a_killed_router():
 
 async def test_a_worker_that_dies_is_started_again():
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "signaling.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "2", "--capacity", "1", "--responder", "parrot"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await two_parrot_workers(port)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
