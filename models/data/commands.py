@@ -1,20 +1,22 @@
-"""`telugu-s2s data import|synth|stats`: the data kit's command-line sub-commands."""
+"""`telugu-s2s data import|synth|stats|voices`: the data kit's command-line sub-commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import asdict
 
 from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
 from models.data.stats import format_stats, manifest_stats
 from models.data.synth import SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
+from models.data.voices import PERSONAS
 
 
 def add_data_commands(actions: argparse._SubParsersAction) -> None:
-    """Add `import`, `synth` and `stats` to the sub-commands of the `data` parser, each with
-    `run`."""
+    """Add `import`, `synth`, `stats` and `voices` to the sub-commands of the `data` parser,
+    each with `run`."""
     imp = actions.add_parser(
         "import",
         help="write a manifest for a dataset on disk",
@@ -66,6 +68,17 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
     stats.add_argument("--log-level", default="warning")
     stats.set_defaults(run=_stats)
 
+    voices = actions.add_parser(
+        "voices",
+        help="how far apart the speaker encoder holds the four personas: each speaks the same "
+        "answers in every emotion; own similarity, nearest other voice, margin",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    voices.add_argument("--clips", type=int, default=18, help="answers spoken by each voice")
+    voices.add_argument("--json", action="store_true", help="print JSON instead of text")
+    voices.add_argument("--log-level", default="warning")
+    voices.set_defaults(run=_voices)
+
 
 def _fractions(text: str) -> Fractions:
     try:
@@ -107,4 +120,15 @@ def _synth(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     stats = manifest_stats(read_manifest(args.manifest))
     print(json.dumps(stats, indent=1) if args.json else format_stats(stats))
+    return 0
+
+
+def _voices(args: argparse.Namespace) -> int:
+    from models.data.voice_report import format_report, voice_report
+
+    rows = voice_report(PERSONAS, args.clips)
+    if args.json:
+        print(json.dumps([asdict(r) | {"margin": r.margin} for r in rows], indent=1))
+    else:
+        print(format_report(rows))
     return 0

@@ -2,10 +2,11 @@
 bank's intents (models/data/bank.py) and the slot intents, whose answers say the user's value
 back (models/data/slots.py).
 
-Four personas (models.controls.SPEAKERS) are espeak-ng voice variants with their own pitch and
-rate; emotions are prosody (pitch, pitch range, rate, loudness) plus laughter for LAUGH and
-hesitations for THINKING. User turns carry pauses of 200-600 ms (silence or a breath) between
-clauses. Everything is 16 kHz mono, loudness-normalised, and a pure function of the seed.
+Four personas (models.controls.SPEAKERS, models/data/voices.py) are espeak-ng voice variants
+with their own pitch and rate; emotions are prosody (pitch, pitch range, rate, loudness) plus
+laughter for LAUGH and hesitations for THINKING. User turns carry pauses of 200-600 ms (silence
+or a breath) between clauses. Everything is 16 kHz mono, loudness-normalised, and a pure
+function of the seed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from models.data.bank import HESITATIONS, INTENTS, OPENERS, Intent
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.data.slots import SLOT_INTENTS, VALUES, SlotIntent, values_for
+from models.data.voices import PERSONAS, Persona
 from models.data.wording import digest, wording_splits
 from models.speech.audio import MODEL_RATE, write_audio
 
@@ -48,24 +50,6 @@ SMALL_CORPUS: dict[str, Any] = {
     "slot_values": 4,
 }
 """Keyword arguments of synthesize_corpus for a corpus made in seconds (tests, --small)."""
-
-
-@dataclass(frozen=True)
-class Persona:
-    voice: str
-    """espeak-ng voice and variant."""
-    pitch: int
-    """espeak-ng -p, 0-99."""
-    speed: int
-    """espeak-ng -s, words per minute."""
-
-
-PERSONAS: dict[str, Persona] = {
-    "male_1": Persona("te+m1", 65, 175),  # young, energetic: higher and quicker
-    "male_2": Persona("te+m3", 25, 140),  # mature narrator: deep and slow
-    "female_1": Persona("te+f2", 70, 165),  # young, friendly: high and lively
-    "female_2": Persona("te+f4", 55, 155),  # anchor: lower, measured
-}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from agent.responders import CallOptions, UserTurn
 from agent.responders.s2s import MAX_ANSWER_S, S2SResponder
 from agent.wire import WIRE_RATE
 from models.data.bank import INTENTS
-from models.data.synth import PERSONAS, render_answer, render_user
+from models.data.synth import render_answer, render_user
+from models.data.voices import SHIPPED_PERSONAS
 from models.loading import DEMO_CHECKPOINT, Models, load
 from models.speaker import SpeakerEncoder
 from models.speech.audio import MODEL_RATE, resample
@@ -60,7 +61,7 @@ def voices(speaker_encoder) -> dict[str, torch.Tensor]:
     """Each persona's mean speaker embedding over a few answers rendered as in the corpus."""
     intents = {i.name: i for i in INTENTS}
     centroids = {}
-    for name, persona in PERSONAS.items():
+    for name, persona in SHIPPED_PERSONAS.items():
         rng = np.random.default_rng(7)
         embeddings = [
             speaker_encoder.embed(render_answer(intents[i].answer, persona, "NEUTRAL", rng)[1])
@@ -75,7 +76,7 @@ def held_out_greeting() -> np.ndarray:
     """The greeting held out as test wording of the corpus the demo model trained on (its
     test split was chosen by hash then), rendered as the corpus does, at 16 kHz, with silence
     after it (the agent hears the end of a turn as silence)."""
-    _, pcm = render_user("నమస్కారం!", PERSONAS["male_2"], np.random.default_rng(11))
+    _, pcm = render_user("నమస్కారం!", SHIPPED_PERSONAS["male_2"], np.random.default_rng(11))
     return np.concatenate([np.zeros(MODEL_RATE // 2, np.float32), pcm, np.zeros(3 * MODEL_RATE)])
 
 

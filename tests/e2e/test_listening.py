@@ -16,7 +16,8 @@ from agent.responders.s2s import S2SResponder
 from agent.wire import WIRE_RATE
 from models.asr.errors import ErrorRates
 from models.data.slots import SLOT_INTENTS, values_for
-from models.data.synth import PERSONAS, SLOT_VALUES, render_user
+from models.data.synth import SLOT_VALUES, render_user
+from models.data.voices import SHIPPED_PERSONAS
 from models.data.wording import wording_splits
 from models.loading import DEMO_CHECKPOINT, load
 from models.speech.audio import MODEL_RATE, resample
@@ -35,7 +36,7 @@ def held_out_question(intent_name: str) -> tuple[str, str, np.ndarray]:
     splits = wording_splits(intent.name, intent.templates)
     template = next(i for i, t in enumerate(intent.templates) if splits[t] == "test")
     text, pcm = render_user(
-        intent.say(template, value), PERSONAS["male_2"], np.random.default_rng(5)
+        intent.say(template, value), SHIPPED_PERSONAS["male_2"], np.random.default_rng(5)
     )
     audio = np.concatenate([np.zeros(MODEL_RATE // 2), pcm, np.zeros(3 * MODEL_RATE)])
     return text, value, resample(audio.astype(np.float32), MODEL_RATE, WIRE_RATE)

@@ -19,7 +19,8 @@ from models.asr.model import Recognizer
 from models.asr.stream import transcribe
 from models.asr.vocab import Vocabulary
 from models.data.bank import INTENTS
-from models.data.synth import PERSONAS, RATE, SMALL_CORPUS, espeak, hold_out, synthesize_corpus
+from models.data.synth import RATE, SMALL_CORPUS, espeak, hold_out, synthesize_corpus
+from models.data.voices import SHIPPED_PERSONAS
 from models.speech.audio import write_audio
 from models.train.asr import train_asr
 from models.train.common import read_log
@@ -158,7 +159,7 @@ def test_shipped_recognizer_on_held_out_speech() -> None:
     recognizer's user-turn test CER is about 10 % (eval-asr.json); a few short clips vary."""
     model = load_recognizer(SHIPPED)
     rates = ErrorRates()
-    voices = list(PERSONAS.values())
+    voices = list(SHIPPED_PERSONAS.values())
     for number, intent in enumerate(INTENTS[:8]):
         splits = hold_out(intent.paraphrases)
         text = next(t for t in intent.paraphrases if splits[t] == "test")
