@@ -10,7 +10,7 @@ from dataclasses import asdict
 from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
 from models.data.stats import format_stats, manifest_stats
-from models.data.synth import SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
+from models.data.synth import BANK_ANSWERS, SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
 from models.data.voices import PERSONAS
 
 
@@ -53,6 +53,18 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
         type=int,
         help=f"values per slot type of the slot intents, split 70/15/15 (0: no slot intents; "
         f"default {SLOT_VALUES}, {SMALL_CORPUS['slot_values']} with --small)",
+    )
+    synth.add_argument(
+        "--bank-voices",
+        type=int,
+        help="voices of the voice bank that speak answers, for zero-shot voice training "
+        f"(default all 70, {SMALL_CORPUS['bank_voices']} with --small)",
+    )
+    synth.add_argument(
+        "--bank-answers",
+        type=int,
+        help=f"answers each bank voice speaks (0: none; default {BANK_ANSWERS}, "
+        f"{SMALL_CORPUS['bank_answers']} with --small)",
     )
     synth.add_argument("--workers", type=int, help="parallel renders (None: one per CPU)")
     synth.add_argument("--log-level", default="warning")
@@ -102,6 +114,10 @@ def _synth(args: argparse.Namespace) -> int:
         options["paraphrases_per_intent"] = args.paraphrases
     if args.slot_values is not None:
         options["slot_values"] = args.slot_values
+    if args.bank_voices is not None:
+        options["bank_voices"] = args.bank_voices
+    if args.bank_answers is not None:
+        options["bank_answers"] = args.bank_answers
     start = time.monotonic()
     manifest = synthesize_corpus(
         args.out_dir,

@@ -27,7 +27,7 @@ from models.data.bank import HESITATIONS, INTENTS, OPENERS, Intent
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.data.slots import SLOT_INTENTS, VALUES, SlotIntent, values_for
-from models.data.voices import PERSONAS, Persona
+from models.data.voices import PERSONAS, Persona, bank_splits, voice_bank
 from models.data.wording import digest, wording_splits
 from models.speech.audio import MODEL_RATE, write_audio
 
@@ -42,12 +42,17 @@ USER_PAUSE_S = (0.2, 0.6)
 SLOT_VALUES = 20
 """Values per slot type in the default corpus (models/data/slots.py: 14 train, 3 each held out)."""
 
+BANK_ANSWERS = 12
+"""Answers each voice of the voice bank speaks in the default corpus."""
+
 SMALL_CORPUS: dict[str, Any] = {
     "intents": 3,
     "paraphrases_per_intent": 3,
     "emotions": ("NEUTRAL", "LAUGH", "THINKING"),
     "slot_intents": 2,
     "slot_values": 4,
+    "bank_voices": 3,
+    "bank_answers": 2,
 }
 """Keyword arguments of synthesize_corpus for a corpus made in seconds (tests, --small)."""
 
@@ -237,7 +242,7 @@ class _Job:
 
 def _render(job: _Job, out_dir: Path, seed: int) -> Entry:
     rng = np.random.default_rng([seed, digest(job.key)])
-    persona = PERSONAS[job.speaker]
+    persona = PERSONAS.get(job.speaker) or voice_bank()[job.speaker]
     if job.role == "agent":
         text, pcm = render_answer(job.text, persona, job.emotion, rng)
     else:
@@ -345,6 +350,26 @@ def _slot_jobs(
     return jobs
 
 
+def _bank_jobs(
+    intents: Sequence[Intent], emotions: Sequence[str], voices: int | None, answers: int
+) -> list[_Job]:
+    """`answers` answers (bank intents and emotions rotating, a different intent each) by each
+    of the first `voices` voices of the voice bank (by hash; all by default), each in its
+    voice's split: held-out voices are heard only in validation and test."""
+    bank = voice_bank()
+    splits = bank_splits(list(bank))
+    chosen = sorted(bank, key=lambda name: digest(f"{name}-pick"))[:voices]
+    jobs = []
+    for v, voice in enumerate(chosen):
+        for k in range(min(answers, len(intents))):
+            intent = intents[(5 * v + k) % len(intents)]
+            emotion = emotions[(v + k) % len(emotions)]
+            key = f"a-{intent.name}-{voice}-{emotion.lower()}"
+            extra = {"intent": intent.name, "voice_bank": True}
+            jobs.append(_Job(key, "agent", intent.answer, voice, emotion, splits[voice], extra))
+    return jobs
+
+
 def synthesize_corpus(
     out_dir: str | Path,
     seed: int = 0,
@@ -355,6 +380,8 @@ def synthesize_corpus(
     workers: int | None = None,
     slot_intents: int | None = None,
     slot_values: int = SLOT_VALUES,
+    bank_voices: int | None = None,
+    bank_answers: int = BANK_ANSWERS,
 ) -> Path:
     """Speak the bank into `out_dir` (user/, agent/, manifest.jsonl); returns the manifest.
 
@@ -362,7 +389,10 @@ def synthesize_corpus(
     by default) in all four voices, paired with one answer of its intent from the same split;
     every answer in each of `emotions`, each spoken by `answer_voices` personas (1-4, rotating).
     Then the first `slot_intents` slot intents (all by default), with about `slot_values`
-    values each (0: none), split by value (models/data/slots.py; see _slot_jobs).
+    values each (0: none), split by value (models/data/slots.py; see _slot_jobs). Then
+    `bank_answers` answers by each of `bank_voices` voices of the voice bank (all by default;
+    models/data/voices.py), for zero-shot voice training: their speaker is the bank voice,
+    their split the voice's (see _bank_jobs).
     Answers are split by hash (hold_out), user wordings so that held-out ones share content
     words with training (models/data/wording.py); the same seed gives byte-identical files,
     whatever `workers`.
@@ -382,6 +412,8 @@ def synthesize_corpus(
         jobs += _slot_jobs(
             slots, paraphrases_per_intent, slot_values, emotions, answer_voices, seed
         )
+    if bank_answers > 0:
+        jobs += _bank_jobs(INTENTS[:intents], emotions, bank_voices, bank_answers)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         entries = list(pool.map(lambda job: _render(job, out, seed), jobs))
     manifest = out / "manifest.jsonl"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from models.data.wording import digest
+
 
 @dataclass(frozen=True)
 class Persona:
@@ -41,6 +43,51 @@ SHIPPED_PERSONAS: dict[str, Persona] = {
 }
 """The personas the shipped demo model and recognizer (models/checkpoints) learned from: what
 their tests speak to them until they are retrained on PERSONAS."""
+
+
+BANK_VARIANTS: tuple[str, ...] = (
+    "Alex", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo",
+    "Jacky", "Lee", "Mario", "Michael", "Mike", "Nguyen", "RicishayMax", "RicishayMax2",
+    "RicishayMax3", "adam", "anika", "announcer", "antonio", "aunty", "belinda", "benjamin",
+    "boris", "caleb", "david", "ed", "edward", "edward2", "f1", "f2", "f3", "f4", "f5", "fast",
+    "gustave", "iven", "iven2", "iven3", "iven4", "john", "linda", "m2", "m3", "m4", "m5", "m6",
+    "m7", "m8", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "travis", "victor", "zac",
+)  # fmt: skip
+"""espeak-ng variants of the voice bank: every variant that sounds like a person (the robotic,
+whispering, croaking and klatt ones left out), the personas' own variants left out."""
+
+BANK_PITCH = (25, 75)
+BANK_SPEED = (135, 185)
+"""Ranges the bank voices' pitch (-p) and rate (-s, wpm) are drawn from, by name."""
+
+BANK_HELD_OUT = {"test": 10, "validation": 5}
+"""Bank voices held out entirely (neither their clips nor their embeddings train anything)."""
+
+
+def voice_bank() -> dict[str, Persona]:
+    """Many more voices than the personas, for zero-shot voice cloning: one per variant of
+    BANK_VARIANTS, its pitch and rate drawn from its name (the same on every machine)."""
+    bank = {}
+    for variant in BANK_VARIANTS:
+        name = f"bank_{variant.lower()}"
+        low, high = BANK_PITCH
+        slow, fast = BANK_SPEED
+        pitch = low + digest(f"{name}-pitch") % (high - low + 1)
+        speed = slow + digest(f"{name}-speed") % (fast - slow + 1)
+        bank[name] = Persona(f"te+{variant}", pitch, speed)
+    return bank
+
+
+def bank_splits(names: list[str]) -> dict[str, str]:
+    """The split of each bank voice: BANK_HELD_OUT of them (by hash) to test and validation,
+    the rest to train."""
+    ranked = sorted(names, key=lambda name: digest(f"{name}-split"))
+    test, validation = BANK_HELD_OUT["test"], BANK_HELD_OUT["validation"]
+    return {
+        name: "test" if i < test else "validation" if i < test + validation else "train"
+        for i, name in enumerate(ranked)
+    }
 
 
 @dataclass(frozen=True)

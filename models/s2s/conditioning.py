@@ -22,11 +22,21 @@ class Conditioning(nn.Module):
         self.emotions = nn.Embedding(len(config.emotions), dim)
         self.zero_shot = nn.Linear(config.speaker_embedding_dim, dim)
 
-    def forward(self, speaker: Tensor, emotion: Tensor) -> Tensor:
+    def forward(
+        self,
+        speaker: Tensor,
+        emotion: Tensor,
+        voice: Tensor | None = None,
+        zero_shot: Tensor | None = None,
+    ) -> Tensor:
         """speaker: (batch,) long indices or (batch, speaker_embedding_dim) float embeddings;
-        emotion: (batch,) long indices."""
+        emotion: (batch,) long indices. A batch of both kinds (training): speaker indices,
+        `voice` (batch, speaker_embedding_dim) embeddings and `zero_shot` (batch,) bool, True
+        where the row takes its embedding instead of its index."""
         if speaker.dtype in (torch.long, torch.int, torch.int32):
-            voice = self.speakers(speaker)
-        else:
-            voice = self.zero_shot(speaker)
-        return voice + self.emotions(emotion)
+            named = self.speakers(speaker)
+            if voice is None or zero_shot is None:
+                return named + self.emotions(emotion)
+            chosen = torch.where(zero_shot[:, None], self.zero_shot(voice.to(named.dtype)), named)
+            return chosen + self.emotions(emotion)
+        return self.zero_shot(speaker) + self.emotions(emotion)

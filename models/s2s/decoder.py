@@ -231,12 +231,19 @@ class StreamingDecoder(nn.Module):
         return self.text_embedding(text).to(like.dtype)
 
     def condition(
-        self, speaker: Tensor, emotion: Tensor, dropout: float = 0.0, null: bool = False
+        self,
+        speaker: Tensor,
+        emotion: Tensor,
+        dropout: float = 0.0,
+        null: bool = False,
+        voice: Tensor | None = None,
+        zero_shot: Tensor | None = None,
     ) -> Tensor:
         """The (batch, dim) conditioning vector; `null_condition` for every example when
         `null`, and in training for each example with probability `dropout` (for
-        classifier-free guidance)."""
-        condition = self.conditioning(speaker, emotion)
+        classifier-free guidance). `voice`, `zero_shot`: rows conditioned on a speaker
+        embedding instead of their index (`Conditioning`)."""
+        condition = self.conditioning(speaker, emotion, voice, zero_shot)
         if null:
             return self.null_condition.to(condition.dtype).expand_as(condition)
         if self.training and dropout > 0:

@@ -17,6 +17,12 @@ encoder's end-of-turn head learns per step: 0 up to the step holding the last sp
 (the last sample above -40 dBFS in the user audio), 1 after it. The decoder's memory is the
 user audio only (the appended silence is masked out), as the agent gives it the turn's audio.
 
+Zero-shot voices (`models.train.voice_refs`). Answers by voices the model has no name for (the
+corpus's voice bank) condition the decoder on the speaker embedding of another clip of their
+voice, through its zero-shot projection; answers by the named voices do so with probability
+`zero_shot_share`. The encoder, which only hears the user, stays conditioned on a named voice
+(a random one for bank answers), as in a call that hands the agent a voice.
+
 Recipe: random batches of pairs of similar length, AdamW (weight decay on weights only) with
 warm-up and cosine decay, gradient clipping, bf16 autocast on CUDA and on CPUs with native
 bf16 kernels, else fp32. Validation (teacher-forced token accuracy per codebook and mean,
@@ -88,6 +94,7 @@ from models.train.text_streams import (
 )
 from models.train.tokens import Encoded, encode_manifest
 from models.train.turn_heads import TurnHeads, alphabet
+from models.train.voice_refs import VOICES_FILE, VoicePool, answer_embeddings, voice_pools
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,8 @@ WARMUP_STEPS = 500
 CLIP = 1.0
 CODES_FILE = "codes.pt"
 HEARD_SHARE = 0.5
+ZERO_SHOT_SHARE = 0.3
+"""Share of named-voice answers conditioned on another clip's speaker embedding instead."""
 """Share of training examples whose user words are what the recognizer heard (the rest get
 the true transcript)."""
 MAX_VALIDATION_PAIRS = 256
@@ -162,6 +171,15 @@ class Example:
     answer_text: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     """(answer steps,) the answer's text stream (`models.train.text_streams`); empty without
     text streams."""
+    voice: VoicePool | None = None
+    """The embeddings of the answer's voice's clips (zero-shot conditioning); None without."""
+    voice_row: int = -1
+    """The answer's own clip's row in `voice`."""
+
+    @property
+    def named(self) -> bool:
+        """The answer's voice is one of the model's named voices (else: zero-shot only)."""
+        return self.speaker >= 0
 
 
 @dataclass
@@ -179,7 +197,12 @@ class Batch:
     lengths: Tensor
     """(B,) answer lengths in steps."""
     speaker: Tensor
+    """(B,) named voice indices (for bank answers a random named voice: the encoder's)."""
     emotion: Tensor
+    voice: Tensor
+    """(B, speaker_embedding_dim) the reference embeddings of zero-shot rows (zeros elsewhere)."""
+    zero_shot: Tensor
+    """(B,) bool: the decoder takes the row's `voice` instead of its named voice."""
     labels: Tensor
     """(B, L): the user turns' transcript labels, padded with 0."""
     label_lengths: Tensor
@@ -253,11 +276,13 @@ def make_examples(
     config: S2SConfig,
     heads: TurnHeads | None = None,
     text: TextData | None = None,
+    voices: tuple[dict[str, VoicePool], dict[str, int]] | None = None,
 ) -> list[Example]:
     """Examples of (user, agent) pairs from their codes and speech ends; answers longer than
     the decoder's max_steps are cut. With `heads`, each carries its user turn's transcript
     labels and intent class; with `text`, the user's words (true and heard) and the answer's
-    text stream."""
+    text stream; with `voices` (pools and rows: `voice_pools`), its voice's clips, and an
+    answer by a voice without a name gets speaker -1 (zero-shot only)."""
     max_frames = config.decoder.max_steps * config.frames_per_step
     codes = encoded.codes
     examples = []
@@ -270,11 +295,16 @@ def make_examples(
             }
         if text is not None:
             heard |= _text_fields(user, agent, codes[agent.key].shape[1], config, text)
+        speaker = -1
+        if voices is not None and agent.speaker in voices[0]:
+            heard |= {"voice": voices[0][agent.speaker], "voice_row": voices[1][agent.key]}
+        if voices is None or agent.speaker in config.speakers:
+            speaker = _index(config.speakers, agent.speaker, "speaker")
         examples.append(
             Example(
                 user=codes[user.key],
                 answer=codes[agent.key][:, :max_frames],
-                speaker=_index(config.speakers, agent.speaker, "speaker"),
+                speaker=speaker,
                 emotion=_index(config.emotions, agent.emotion, "emotion"),
                 speech_end=encoded.speech_ends[user.key],
                 **heard,
@@ -316,10 +346,15 @@ def collate(
     hop: int,
     heard_share: float = 1.0,
     generator: torch.Generator | None = None,
+    zero_shot_share: float = 0.0,
+    voice_dim: int = 256,
+    named_voices: int = 1,
 ) -> Batch:
     """Pad a few examples into a Batch (user turns + silence, answers + code 0). With text
     streams, each user turn's words are what the recognizer heard with probability
-    `heard_share` (drawn from `generator`; all heard without one), else the true transcript."""
+    `heard_share` (drawn from `generator`; all heard without one), else the true transcript.
+    Answers by voices without a name are conditioned on another clip of their voice (see
+    `_voices`), named ones with probability `zero_shot_share` (never without a generator)."""
     user_frames = max(e.user.shape[1] for e in examples) + silence.shape[1]
     answer_frames = max(e.answer.shape[1] for e in examples)
     user_steps = user_frames // frames_per_step
@@ -337,14 +372,19 @@ def collate(
         heard = generator is None or float(torch.rand((), generator=generator)) < heard_share
         token_lists.append(e.user_heard if heard else e.user_text)
     width = max(1, max(len(t) for t in token_lists))
+    speakers, voices, zero_shot = _voices(
+        examples, zero_shot_share, generator, voice_dim, named_voices
+    )
     return Batch(
         user=torch.stack(users),
         memory_mask=torch.stack(masks),
         eot_labels=torch.stack(labels),
         answer=torch.stack(answers),
         lengths=torch.tensor([e.answer.shape[1] // frames_per_step for e in examples]),
-        speaker=torch.tensor([e.speaker for e in examples]),
+        speaker=speakers,
         emotion=torch.tensor([e.emotion for e in examples]),
+        voice=voices,
+        zero_shot=zero_shot,
         labels=nn.utils.rnn.pad_sequence([e.labels for e in examples], batch_first=True),
         label_lengths=torch.tensor([len(e.labels) for e in examples]),
         intent=torch.tensor([e.intent for e in examples]),
@@ -352,6 +392,34 @@ def collate(
         user_token_mask=torch.stack([torch.arange(width) < len(t) for t in token_lists]),
         answer_text=torch.stack(texts) if has_text else torch.zeros(len(examples), 0).long(),
     )
+
+
+def _voices(
+    examples: list[Example], share: float, generator: torch.Generator | None, dim: int, named: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(B,) speaker indices, (B, dim) reference embeddings and (B,) zero-shot flags: a
+    voice without a name always zero-shot (its index one of the `named` voices at random, the
+    first without a generator), a named one with probability `share` when it has clips to
+    draw from."""
+    speakers, voices, flags = [], [], []
+    for e in examples:
+        zero_shot = not e.named or (
+            e.voice is not None
+            and generator is not None
+            and float(torch.rand((), generator=generator)) < share
+        )
+        speaker = e.speaker
+        if not e.named:
+            speaker = 0 if generator is None else int(torch.randint(named, (), generator=generator))
+        speakers.append(speaker)
+        if zero_shot:
+            if e.voice is None:
+                raise ValueError("an answer without a named voice needs its voice's clips")
+            voices.append(e.voice.draw(e.voice_row, generator))
+        else:
+            voices.append(torch.zeros(dim))
+        flags.append(zero_shot)
+    return torch.tensor(speakers), torch.stack(voices), torch.tensor(flags)
 
 
 def length_batch(order: Tensor, batch_size: int, generator: torch.Generator, pool: int) -> Tensor:
@@ -438,7 +506,9 @@ def forward(
     vocab = decoder.vocab
     steps = append_eos(to_steps(batch.answer, decoder.frames_per_step), vocab, batch.lengths)
     targets = apply_delay(steps, vocab.pad, decoder.delays)
-    condition = decoder.condition(batch.speaker, batch.emotion, condition_dropout, unconditioned)
+    condition = decoder.condition(
+        batch.speaker, batch.emotion, condition_dropout, unconditioned, batch.voice, batch.zero_shot
+    )
     inputs = shift_right(targets, vocab.pad)
     memory, memory_mask = hidden, batch.memory_mask
     text_in = text_goal = None
@@ -491,7 +561,14 @@ def validate(
     text_sums = dict.fromkeys(("ce", "ce_other", "hits", "pieces"), 0.0)
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        batch = collate(chunk, silence, config.frames_per_step, config.codec.hop).to(device)
+        batch = collate(
+            chunk,
+            silence,
+            config.frames_per_step,
+            config.codec.hop,
+            voice_dim=config.speaker_embedding_dim,
+            named_voices=len(config.speakers),
+        ).to(device)
         other = replace(
             batch,
             user=batch.user.roll(1, 0),
@@ -578,18 +655,28 @@ def load_examples(
     pairing: str = "dialogue",
     heads: TurnHeads | None = None,
     text: TextData | None = None,
+    zero_shot: bool = False,
 ) -> dict[str, list[Example]]:
-    """Train and validation examples of the manifest's pairs (by the user's split)."""
+    """Train and validation examples of the manifest's pairs (by the user's split). With
+    `zero_shot`, or when some answer's voice has no name in `config`, each example carries
+    its voice's clips of the same split (`models.train.voice_refs`)."""
     encoded = encode_manifest(
         codec, manifest, cache=cache, frames_per_step=config.frames_per_step, progress=progress
     )
-    pairs = PAIRINGS[pairing](read_manifest(manifest))
-    return {
-        split: make_examples(
-            [p for p in pairs if p[0].split == split], encoded, config, heads, text
-        )
-        for split in ("train", "validation")
-    }
+    entries = read_manifest(manifest)
+    pairs = PAIRINGS[pairing](entries)
+    unnamed = {a.speaker for _, a in pairs} - set(config.speakers)
+    embeddings = None
+    if zero_shot or unnamed:
+        embeddings = answer_embeddings(entries, manifest.parent, cache.parent / VOICES_FILE)
+    examples = {}
+    for split in ("train", "validation"):
+        chosen = [p for p in pairs if p[0].split == split]
+        voices = None
+        if embeddings is not None:
+            voices = voice_pools([a for _, a in chosen], embeddings)
+        examples[split] = make_examples(chosen, encoded, config, heads, text, voices)
+    return examples
 
 
 def turn_heads(manifest: Path, dim: int) -> TurnHeads:
@@ -630,6 +717,7 @@ def train_s2s(
     heard_share: float = HEARD_SHARE,
     recognizer: str | Path | None = None,
     text_weight: float | None = None,
+    zero_shot_share: float = ZERO_SHOT_SHARE,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -687,6 +775,8 @@ def train_s2s(
             raise ValueError(f"{out} was trained with turn head weights {trained_with}")
         if saved["extra"].get("coarse_weight", 0.0) != coarse_weight:
             raise ValueError(f"{out} was trained with another coarse_weight")
+        if saved["extra"].get("zero_shot_share", 0.0) != zero_shot_share:
+            raise ValueError(f"{out} was trained with another zero_shot_share")
         state = restore_train_state(saved, modules, {"s2s": optimizer}, {"s2s": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
         first_loss = state.extra["first_loss"]
@@ -698,7 +788,15 @@ def train_s2s(
     if config.text.enabled:
         text_data = text_training_data(manifest, config, out, recognizer, progress)
     examples = load_examples(
-        manifest, codec, config, out / CODES_FILE, progress, pairing, heads, text_data
+        manifest,
+        codec,
+        config,
+        out / CODES_FILE,
+        progress,
+        pairing,
+        heads,
+        text_data,
+        zero_shot=zero_shot_share > 0,
     )
     train, validation = examples["train"], examples["validation"]
     if len(validation) > MAX_VALIDATION_PAIRS:  # a fixed sample across all intents
@@ -723,6 +821,7 @@ def train_s2s(
             "data_rng": data_generator.get_state(),
             "head_weights": head_weights,
             "coarse_weight": coarse_weight,
+            "zero_shot_share": zero_shot_share,
             "text_weights": text_weights,
         }
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
@@ -741,7 +840,15 @@ def train_s2s(
     for step in range(start + 1, steps + 1):
         chosen = length_batch(by_length, batch_size, data_generator, LENGTH_POOL)
         batch = collate(
-            [train[i] for i in chosen], silence, frames_per_step, hop, heard_share, data_generator
+            [train[i] for i in chosen],
+            silence,
+            frames_per_step,
+            hop,
+            heard_share,
+            data_generator,
+            zero_shot_share,
+            config.speaker_embedding_dim,
+            len(config.speakers),
         )
         batch = batch.to(torch_device)
         with autocast(torch_device, cpu_bf16=True):
@@ -847,6 +954,14 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "codebooks); 0 = the plain mean over codebooks",
     )
     p.add_argument(
+        "--zero-shot-share",
+        type=float,
+        default=ZERO_SHOT_SHARE,
+        help="share of named-voice answers conditioned on another clip's speaker embedding "
+        "(zero-shot voices) instead of the voice's name; answers by voices without a name "
+        "(the corpus's voice bank) always are",
+    )
+    p.add_argument(
         "--heard-share",
         type=float,
         default=HEARD_SHARE,
@@ -897,6 +1012,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         heard_share=args.heard_share,
         recognizer=args.recognizer,
         text_weight=args.text_weight,
+        zero_shot_share=args.zero_shot_share,
     )
     print(json.dumps(metrics))
     return 0
