@@ -15,7 +15,7 @@ import numpy as np
 
 from models.speaker import SpeakerEncoder
 from models.speech.audio import MODEL_RATE
-from models.speech.clip import read_clip
+from models.speech.clip import embedding_speech, read_clip
 
 CALLER_VOICED_S = 3.0
 """Voiced speech of the caller gathered before their voice is taken: the speaker encoder
@@ -48,8 +48,9 @@ class VoiceEncoder:
             return self._encoder
 
     def embed(self, pcm: np.ndarray) -> np.ndarray:
-        """The (256,) float32 embedding of 16 kHz mono speech."""
-        return self.encoder().embed(pcm).numpy().astype(np.float32)
+        """The (256,) float32 embedding of 16 kHz mono speech (its voiced part, at most
+        models.speech.clip.EMBED_MAX_S)."""
+        return self.encoder().embed(embedding_speech(pcm)).numpy().astype(np.float32)
 
     def from_clip(self, data: bytes) -> TakenVoice:
         """The voice of an encoded clip (decoded, resampled, checked, embedded);

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
-import av
 import numpy as np
 
-from models.speech.audio import MODEL_RATE, frame_from_pcm, resample
+from models.speech.audio import MODEL_RATE
+from models.speech.clip import BROWSER_FORMATS as FORMATS
+from models.speech.clip import encode_clip as encode
 from tests.speech import SENTENCES, conversation
 
-FORMATS = {
-    "wav": ("wav", "pcm_s16le", 16_000),
-    "ogg": ("ogg", "libopus", 48_000),
-    "webm": ("webm", "libopus", 48_000),
-    "mp3": ("mp3", "libmp3lame", 44_100),
-}
-"""name -> (container, codec, sample rate): what file inputs and MediaRecorder give."""
+__all__ = ["FORMATS", "encode", "speech"]
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -28,23 +21,3 @@ def speech(seconds: float) -> np.ndarray:
         parts += [*SENTENCES, 0.2]
         pcm = conversation(parts, MODEL_RATE)
     return pcm[:needed]
-
-
-def encode(pcm: np.ndarray, fmt: str = "wav") -> bytes:
-    """16 kHz mono float audio as a file of format `fmt` (a key of FORMATS)."""
-    container, codec, rate = FORMATS[fmt]
-    samples = resample(pcm, MODEL_RATE, rate)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        fifo = av.AudioFifo()
-        fifo.write(frame_from_pcm(samples, rate, pts=0))
-        size = stream.codec_context.frame_size or 1024
-        while fifo.samples:
-            frame = fifo.read(min(size, fifo.samples))
-            frame = fifo.read(fifo.samples) if frame is None else frame
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buffer.getvalue()

@@ -19,7 +19,15 @@ from models.loading import Models, build
 from models.s2s.sampling import ANSWERS, GREEDY
 from models.speaker import SpeakerEncoder
 from models.speech.audio import MODEL_RATE
-from models.speech.clip import MAX_CLIP_BYTES, ClipError, decode_clip, read_clip
+from models.speech.clip import (
+    EMBED_MAX_S,
+    FRAME,
+    MAX_CLIP_BYTES,
+    ClipError,
+    decode_clip,
+    embedding_speech,
+    read_clip,
+)
 from tests.clips import FORMATS, encode, speech
 
 
@@ -83,10 +91,21 @@ def test_a_clip_is_embedded_as_the_speaker_encoder_embeds_its_audio(three_second
     voice = voices.from_clip(encode(three_seconds, "wav"))
     assert voice.source == "clip" and voice.ms > 0
     assert voice.embedding.shape == (256,) and voice.embedding.dtype == np.float32
-    expected = SpeakerEncoder().embed(read_clip(encode(three_seconds, "wav"))).numpy()
+    speech_part = embedding_speech(read_clip(encode(three_seconds, "wav")))
+    expected = SpeakerEncoder().embed(speech_part).numpy()
     np.testing.assert_allclose(voice.embedding, expected, atol=1e-6)
     other = voices.from_clip(encode(speech(5.0)[::-1].copy(), "wav")).embedding
     assert not np.allclose(voice.embedding, other, atol=1e-3)  # the audio decides
+
+
+def test_what_is_embedded_is_the_voiced_speech_up_to_its_limit(three_seconds):
+    pause = np.zeros(MODEL_RATE, np.float32)
+    clip = np.concatenate([pause, three_seconds, pause, three_seconds, three_seconds])
+    kept = embedding_speech(clip)
+    assert kept.size == int(EMBED_MAX_S * MODEL_RATE) // FRAME * FRAME
+    frames = kept.reshape(-1, FRAME)
+    assert np.sqrt((frames**2).mean(axis=1)).min() >= 0.01  # no frame of the pauses
+    assert embedding_speech(three_seconds).size < three_seconds.size  # its own pauses go
 
 
 def test_caller_speech_keeps_only_voiced_windows_until_there_is_enough():
