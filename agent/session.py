@@ -283,6 +283,7 @@ class Session:
             self.events.send("voice_failed", source="caller", reason="embedding_failed")
             return
         log.info("session %s: caller's voice taken in %.1f ms", self.id, voice.ms)
+        self.metrics.voice_ms.labels(source=voice.source).observe(voice.ms)
         self._voice_ready(voice)
 
     def _check_lag(self, lag_ms: float) -> None:

@@ -187,6 +187,7 @@ class CallManager:
             status = 413 if err.reason == "too_large" else 422
             raise ClientError(status, f"voice_{err.reason}", str(err)) from None
         log.info("voice clip of %d bytes taken in %.1f ms", len(clip), voice.ms)
+        self.metrics.voice_ms.labels(source=voice.source).observe(voice.ms)
         return voice
 
     def _check_caps(self, client: str) -> None:

@@ -78,6 +78,9 @@ async def test_a_clip_opens_a_call_whose_answers_take_its_voice(s2s_agent, http,
     speaker = session._responder.answer_speaker()
     assert speaker.shape == (1, 256)
     np.testing.assert_allclose(speaker[0].numpy(), session.options.voice)
+    async with http.get(f"{s2s_agent.url}/metrics") as resp:
+        text = await resp.text()
+    assert 'telugu_s2s_voice_ms_count{source="clip"} 1.0' in text
 
 
 async def test_my_voice_opens_a_call_in_the_named_voice_until_it_is_heard(s2s_agent, http):
