@@ -272,11 +272,12 @@ class Session:
             )
 
     async def _take_caller_voice(self, speech: np.ndarray) -> None:
-        """Embed the caller's speech on a worker thread; the answers after use it."""
-        assert self._voices is not None
+        """Embed the caller's speech on the voice thread; the answers after use it."""
+        voices = self._voices
+        assert voices is not None
         loop = asyncio.get_running_loop()
         try:
-            voice = await loop.run_in_executor(None, self._voices.from_speech, speech)
+            voice = await loop.run_in_executor(voices.executor, voices.from_speech, speech)
             self._responder.use_voice(voice.embedding)
         except Exception:
             log.warning("session %s: caller's voice not taken", self.id, exc_info=True)

@@ -1,14 +1,17 @@
 """Zero-shot voices of a call: a speaker embedding from a clip the caller sends with the offer,
 or from the caller's own speech during the call ("answer in my voice").
 
-Everything here that computes (decoding, the embedding) is called on a worker thread, never
-on the event loop; `CallerSpeech` only gathers windows the listening thread already judged.
+Everything here that computes (decoding, the embedding) runs on the process's one voice
+thread (`VoiceEncoder.executor`), never on the event loop: one at a time, so a burst of
+offers with clips takes at most one core from the calls in progress. `CallerSpeech` only
+gathers windows the listening thread already judged.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +20,7 @@ from models.speaker import SpeakerEncoder
 from models.speech.audio import MODEL_RATE
 from models.speech.clip import embedding_speech, read_clip
 
+VOICE_THREAD_NAME = "voice"
 CALLER_VOICED_S = 3.0
 """Voiced speech of the caller gathered before their voice is taken: the speaker encoder
 averages 1.6 s partials, 1.3 per second, so 3 s gives it three overlapping partials (a
@@ -35,11 +39,18 @@ class TakenVoice:
 
 
 class VoiceEncoder:
-    """The process's speaker encoder, loaded on first use (from any thread, once)."""
+    """The process's speaker encoder, loaded on first use (from any thread, once), and the
+    thread its work runs on."""
 
     def __init__(self) -> None:
         self._encoder: SpeakerEncoder | None = None
         self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=VOICE_THREAD_NAME)
+        """Where `from_clip` and `from_speech` are run (loop.run_in_executor)."""
+
+    def close(self) -> None:
+        """Stop the voice thread once its work in hand is done."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def encoder(self) -> SpeakerEncoder:
         with self._lock:

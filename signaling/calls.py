@@ -176,12 +176,12 @@ class CallManager:
             )
 
     async def take_voice(self, clip: bytes) -> TakenVoice:
-        """The voice of an encoded clip, decoded and embedded on a worker thread; 413/422
+        """The voice of an encoded clip, decoded and embedded on the voice thread; 413/422
         with the clip's reason (`voice_undecodable`, `voice_too_short`, ...) when refused."""
         assert self.voices is not None
         loop = asyncio.get_running_loop()
         try:
-            voice = await loop.run_in_executor(None, self.voices.from_clip, clip)
+            voice = await loop.run_in_executor(self.voices.executor, self.voices.from_clip, clip)
         except ClipError as err:
             self.metrics.rejected.labels(reason="bad_voice").inc()
             status = 413 if err.reason == "too_large" else 422
@@ -230,6 +230,8 @@ class CallManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
         await asyncio.get_running_loop().run_in_executor(None, self.listening.stop)
+        if self.voices is not None:
+            self.voices.close()
         await self.trimmer.close()
 
 
