@@ -16,7 +16,7 @@ The code below reads in the order a frame travels:
 
 A zero-shot voice given with the offer is in `CallOptions.voice` from the start (`voice_ready`
 when the events channel opens); with `CallOptions.caller_voice` the call gathers the caller's
-voiced windows (`CallerSpeech`), embeds them on a worker thread once there are enough, and
+voiced windows (`CallerSpeech`), embeds them on the voice thread once there are enough, and
 hands the embedding to the responder for the answers after (`voice_ready` or `voice_failed`).
 
 Model compute runs only on the process's listening and answering threads (and, for a
