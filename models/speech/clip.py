@@ -1,7 +1,7 @@
 """A reference voice clip: encoded audio bytes -> checked 16 kHz mono speech.
 
 A clip is what a browser's file input or MediaRecorder gives (WAV, Ogg/Opus, WebM/Opus, MP3,
-MP4/AAC). Its container is recognised by its first bytes and only that demuxer is opened:
+FLAC, MP4/AAC). Its container is recognised by its first bytes and only that demuxer is opened:
 FFmpeg's format probing would otherwise also try demuxers such as HLS playlists, which open
 other files and URLs named inside the data.
 
@@ -144,6 +144,8 @@ BROWSER_FORMATS = {
     "ogg": ("ogg", "libopus", 48_000),
     "webm": ("webm", "libopus", 48_000),
     "mp3": ("mp3", "libmp3lame", 44_100),
+    "flac": ("flac", "flac", 16_000),
+    "mp4": ("mp4", "aac", 44_100),
 }
 """name -> (container, codec, sample rate) of what file inputs and MediaRecorder give."""
 

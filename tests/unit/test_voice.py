@@ -64,6 +64,31 @@ def test_what_is_not_a_known_audio_file_is_undecodable(three_seconds):
     assert refusal(ogg[:60] + b"\x00" * 500) == "undecodable"
 
 
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_damaged_clips_are_read_or_refused_as_clip_errors(three_seconds, fmt):
+    """Bytes flipped, files cut short, stretches overwritten: each clip is either read or
+    refused with a reason (a ClipError, which the server answers with a 4xx), never another
+    exception (a 500)."""
+    clip = encode(three_seconds, fmt)
+    rng = np.random.default_rng(len(clip))
+    reasons = set()
+    for i in range(30):
+        damaged = bytearray(clip)
+        if i % 3 == 0:
+            for at in rng.integers(0, len(clip), 20):
+                damaged[at] = rng.integers(0, 256)
+        elif i % 3 == 1:
+            damaged = damaged[: rng.integers(1, len(clip))]
+        else:
+            at = int(rng.integers(4, len(clip) - 200))
+            damaged[at : at + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+        try:
+            read_clip(bytes(damaged))
+        except ClipError as err:
+            reasons.add(err.reason)
+    assert reasons <= {"undecodable", "too_short"}
+
+
 def test_clip_length_limits(three_seconds):
     assert refusal(encode(three_seconds[: MODEL_RATE // 2], "wav")) == "too_short"
     assert refusal(encode(speech(16.0), "mp3")) == "too_long"
