@@ -66,7 +66,7 @@ def main() -> int:
     print(
         f"{datetime.now(UTC).isoformat(timespec='seconds')} {platform.machine()} "
         f"{os.cpu_count()} cpu, {cpu_model()}, torch {torch.__version__}, 1 thread, "
-        f"{args.runs} runs"
+        f"{args.runs} runs, load average {_load()}"
     )
     print(f"{'clip':>9} {'bytes':>8} {'total p50':>10} {'p95':>7} {'decode+checks p50':>18}")
     for seconds in SECONDS:
@@ -81,7 +81,13 @@ def main() -> int:
             )
         embed = timed_ms(lambda pcm=pcm: voices.embed(pcm), args.runs)
         print(f"{seconds:>4g} s embedding alone: p50 {np.median(embed):.1f} ms")
+    print(f"load average at the end {_load()}")
     return 0
+
+
+def _load() -> str:
+    """The machine's 1-minute load average (other work shares its cores)."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 if __name__ == "__main__":
