@@ -1,7 +1,8 @@
 """Time from a voice clip's bytes to a ready speaker embedding: decode (PyAV), resample to
-16 kHz mono, the length and energy checks, and the GE2E embedding of its voiced speech (at
-most 5 s), exactly as an offer's clip is taken (`agent.voice.VoiceEncoder.from_clip`), on one torch thread, for 3 s and 10 s clips
-of espeak-ng Telugu in each format a browser sends. Median and p95 over `--runs` runs.
+16 kHz mono, the length and energy checks, and the GE2E embedding of its voiced speech (at most
+5 s), exactly as an offer's clip is taken (`agent.voice.VoiceEncoder.from_clip`), on one
+torch thread, for 3 s and 10 s clips of espeak-ng Telugu in each format a browser sends.
+Median and p95 over `--runs` runs.
 
     python -m benchmarks.voice_adaptation [--runs 50]
 """
