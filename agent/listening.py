@@ -55,6 +55,8 @@ class Heard:
     """The user's words of the turn so far (asked only while the user speaks)."""
     arrived: float
     """When the window's last frame came in (monotonic)."""
+    pcm: np.ndarray
+    """The window itself (16 kHz)."""
 
 
 class CallListener:
@@ -202,7 +204,7 @@ class ListeningThread:
             log.exception("listening failed for a window")
             return
         self._deferred.append(window)
-        heard = Heard(prob, call.eot_prob, words, window.arrived)
+        heard = Heard(prob, call.eot_prob, words, window.arrived, window.pcm)
         call.loop.call_soon_threadsafe(_deliver, call, heard)
 
     def _batch(self) -> None:

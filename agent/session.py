@@ -14,6 +14,11 @@ The code below reads in the order a frame travels:
        responder.said() after each                               -> agent captions
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
 
+A zero-shot voice given with the offer is in `CallOptions.voice` from the start (`voice_ready`
+when the events channel opens); with `CallOptions.caller_voice` the call gathers the caller's
+voiced windows (`CallerSpeech`), embeds them on the voice thread once there are enough, and
+hands the embedding to the responder for the answers after (`voice_ready` or `voice_failed`).
+
 Model compute runs only on the process's listening and answering threads (and, for a
 responder that does not batch, in the call's answering worker); the event loop only moves
 buffers. Every task, the answering thread and the peer connection end with
@@ -51,6 +56,7 @@ from agent.listening import CallListener, Heard, ListeningThread
 from agent.outbound import AnswerTrack
 from agent.process.metrics import ANSWER_THREAD, AgentMetrics
 from agent.responders import CallOptions, Responder, UserTurn
+from agent.voice import CallerSpeech, TakenVoice, VoiceEncoder
 from agent.wire import WIRE_RATE, StreamClock
 from models.speech.audio import MODEL_RATE, Resampler, Windower
 from models.speech.turns import TurnDetector, TurnEvent, TurnEventKind
@@ -79,7 +85,13 @@ class Session:
         listening: ListeningThread,
         rtc_config: RTCConfiguration | None = None,
         on_closed: Callable[[Session], None] | None = None,
+        voices: VoiceEncoder | None = None,
+        clip_voice: TakenVoice | None = None,
     ) -> None:
+        """`voices` embeds the caller's speech (needed with `options.caller_voice`);
+        `clip_voice` is the voice of the offer's clip (its embedding is `options.voice`)."""
+        if options.caller_voice and voices is None:
+            raise ValueError("answering in the caller's voice needs a speaker encoder")
         self.id = session_id
         self.options = options
         self.config = config
@@ -107,6 +119,11 @@ class Session:
         self._latency: dict[int, TurnLatency] = {}
         self._user_captions = Captions("user")
         self._agent_captions = Captions("agent")
+        self._voices = voices
+        self._clip_voice = clip_voice
+        self._caller_speech = CallerSpeech() if options.caller_voice else None
+        """Gathers the caller's voiced windows until their voice can be taken."""
+        self._voice_task: asyncio.Task | None = None
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
         self._establish_task: asyncio.Task | None = None
@@ -158,12 +175,19 @@ class Session:
             self._say_hello()
 
     def _say_hello(self) -> None:
+        voice = "clip" if self._clip_voice else "caller" if self.options.caller_voice else None
         self.events.send(
             "session",
             session_id=self.id,
             speaker=self.options.speaker,
             emotion=self.options.emotion,
+            voice=voice,
         )
+        if self._clip_voice is not None:
+            self._voice_ready(self._clip_voice)
+
+    def _voice_ready(self, voice: TakenVoice) -> None:
+        self.events.send("voice_ready", source=voice.source, ms=voice.ms)
 
     def _on_connection_state(self) -> None:
         if self.pc.connectionState == "connected":
@@ -231,8 +255,37 @@ class Session:
         event = self._turns.update(heard.speech_prob, heard.arrived, heard.eot_prob)
         if event is not None:
             self._on_turn_event(event)
+        if self._caller_speech is not None:
+            self._gather_voice(heard)
         if heard.words is not None:
             self._caption_user(heard.words, event)
+
+    def _gather_voice(self, heard: Heard) -> None:
+        """Keep the caller's voiced window; with enough of them, take their voice."""
+        assert self._caller_speech is not None
+        voiced = heard.speech_prob >= self.config.turns.threshold
+        speech = self._caller_speech.add(heard.pcm, voiced)
+        if speech is not None:
+            self._caller_speech = None
+            self._voice_task = asyncio.create_task(
+                self._take_caller_voice(speech), name=f"voice-{self.id}"
+            )
+
+    async def _take_caller_voice(self, speech: np.ndarray) -> None:
+        """Embed the caller's speech on the voice thread; the answers after use it."""
+        voices = self._voices
+        assert voices is not None
+        loop = asyncio.get_running_loop()
+        try:
+            voice = await loop.run_in_executor(voices.executor, voices.from_speech, speech)
+            self._responder.use_voice(voice.embedding)
+        except Exception:
+            log.warning("session %s: caller's voice not taken", self.id, exc_info=True)
+            self.events.send("voice_failed", source="caller", reason="embedding_failed")
+            return
+        log.info("session %s: caller's voice taken in %.1f ms", self.id, voice.ms)
+        self.metrics.voice_ms.labels(source=voice.source).observe(voice.ms)
+        self._voice_ready(voice)
 
     def _check_lag(self, lag_ms: float) -> None:
         """Tell the caller once when listening falls behind real time (and again only after
@@ -375,7 +428,7 @@ class Session:
         self.close_reason = reason
         log.info("session %s closing: %s", self.id, reason)
         current = asyncio.current_task()
-        own = (self._listen_task, self._answer_task, self._establish_task)
+        own = (self._listen_task, self._answer_task, self._establish_task, self._voice_task)
         tasks = [t for t in own if t and t is not current]
         for task in tasks:
             task.cancel()

@@ -1,9 +1,10 @@
 """Call lifecycle over HTTP: `POST /offer` (JSON), `POST /v1/calls` (WHIP), and the hang-up
 `DELETE /v1/calls/{id}/{secret}`.
 
-`CallManager` owns the live sessions, the session cap and the per-client caps; the handlers
-only translate HTTP. A call's id is public (logged, shown on the page); its resource URL
-carries a per-call secret as well, so only whoever made the call can end it.
+`CallManager` owns the live sessions, the session cap and the per-client caps, and takes
+the voice of an offer's clip (on a worker thread); the handlers only translate HTTP. A call's
+id is public (logged, shown on the page); its resource URL carries a per-call secret as well,
+so only whoever made the call can end it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 from aiortc import RTCSessionDescription
@@ -23,9 +24,12 @@ from agent.process.memory import MemoryTrimmer
 from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
+from agent.voice import TakenVoice, VoiceEncoder
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER
+from models.speech.clip import ClipError
 from signaling.admission import GATE
 from signaling.guards import (
+    MAX_OFFER_BODY_BYTES,
     ClientError,
     check_emotion,
     check_sdp_offer,
@@ -106,15 +110,25 @@ class CallManager:
         self.sessions: dict[str, Session] = {}
         self._holders: dict[str, _Holder] = {}
         self.trimmer = MemoryTrimmer()
+        self.voices = VoiceEncoder() if responder.clones_voices else None
+        """Embeds voice clips and callers' speech (loaded with the first voice)."""
         self.listening = ListeningThread(responder, metrics, config.listen_batch_ms)
         """Hears the windows of all the server's calls, in batches."""
 
-    async def open_call(self, sdp: str, options: CallOptions, client: str = "") -> Session:
-        """Answer an offer from `client` (its address) with a new session; ClientError when
-        the server or the client's share is full, or the offer is unusable."""
-        if len(self.sessions) >= self.max_sessions:
-            self._refuse(503, "at_capacity", f"{self.max_sessions} calls in progress")
-        self._check_caps(client)
+    async def open_call(
+        self, sdp: str, options: CallOptions, client: str = "", voice_clip: bytes | None = None
+    ) -> Session:
+        """Answer an offer from `client` (its address) with a new session, its answers in the
+        voice of `voice_clip` (encoded audio) when given; ClientError when the server or the
+        client's share is full, or the offer or its voice is unusable."""
+        self._check_room(client)
+        clip_voice = None
+        if voice_clip is not None or options.caller_voice:
+            self._check_clones()
+        if voice_clip is not None:
+            clip_voice = await self.take_voice(voice_clip)
+            options = replace(options, voice=clip_voice.embedding)
+            self._check_room(client)  # other calls may have come in meanwhile
         session_id = secrets.token_hex(16)
         session = Session(
             session_id,
@@ -125,6 +139,8 @@ class CallManager:
             self.listening,
             rtc_config=self.ice.for_agent(session_id),
             on_closed=self._forget,
+            voices=self.voices,
+            clip_voice=clip_voice,
         )
         self.sessions[session_id] = session  # counts against the caps from now on
         self._holders[session_id] = _Holder(client, secrets.token_urlsafe(32))
@@ -143,6 +159,36 @@ class CallManager:
             self.metrics.rejected.labels(reason="bad_offer").inc()
             raise ClientError(400, "offer_refused", "the offer cannot be answered") from None
         return session
+
+    def _check_room(self, client: str) -> None:
+        """Refuse a call the server or the client's share has no room for."""
+        if len(self.sessions) >= self.max_sessions:
+            self._refuse(503, "at_capacity", f"{self.max_sessions} calls in progress")
+        self._check_caps(client)
+
+    def _check_clones(self) -> None:
+        if self.voices is None:
+            self.metrics.rejected.labels(reason="bad_voice").inc()
+            raise ClientError(
+                422,
+                "voice_not_supported",
+                f"the {self.responder.name} responder does not answer in other voices",
+            )
+
+    async def take_voice(self, clip: bytes) -> TakenVoice:
+        """The voice of an encoded clip, decoded and embedded on the voice thread; 413/422
+        with the clip's reason (`voice_undecodable`, `voice_too_short`, ...) when refused."""
+        assert self.voices is not None
+        loop = asyncio.get_running_loop()
+        try:
+            voice = await loop.run_in_executor(self.voices.executor, self.voices.from_clip, clip)
+        except ClipError as err:
+            self.metrics.rejected.labels(reason="bad_voice").inc()
+            status = 413 if err.reason == "too_large" else 422
+            raise ClientError(status, f"voice_{err.reason}", str(err)) from None
+        log.info("voice clip of %d bytes taken in %.1f ms", len(clip), voice.ms)
+        self.metrics.voice_ms.labels(source=voice.source).observe(voice.ms)
+        return voice
 
     def _check_caps(self, client: str) -> None:
         """Refuse a client that already holds its share of the calls."""
@@ -184,6 +230,8 @@ class CallManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("server stopping") for s in list(self.sessions.values())))
         await asyncio.get_running_loop().run_in_executor(None, self.listening.stop)
+        if self.voices is not None:
+            self.voices.close()
         await self.trimmer.close()
 
 
@@ -207,11 +255,10 @@ async def post_offer(request: web.Request) -> web.Response:
     id and its resource path (DELETE it to hang up)."""
     client = request.app[GATE].admit(request)
     _require_content_type(request, "application/json")
-    offer = parse_offer_json(await read_body(request))
+    offer = parse_offer_json(await read_body(request, MAX_OFFER_BODY_BYTES))
     manager = _manager(request)
-    session = await manager.open_call(
-        offer.sdp, CallOptions(speaker=offer.speaker, emotion=offer.emotion), client
-    )
+    options = CallOptions(offer.speaker, offer.emotion, caller_voice=offer.caller_voice)
+    session = await manager.open_call(offer.sdp, options, client, offer.voice_clip)
     answer = session.pc.localDescription
     return web.json_response(
         {

@@ -1,4 +1,5 @@
-"""Validation of what clients send: body size, JSON, SDP offers, speaker and emotion.
+"""Validation of what clients send: body size, JSON, SDP offers, speaker, emotion and the
+form of a voice (its audio is checked by `models.speech.clip`, off the event loop).
 
 Every refusal is a `ClientError` carrying the HTTP status and a JSON body whose message is
 ours: no Python exception text, and at most a short escaped prefix of what was refused.
@@ -8,6 +9,8 @@ Nothing a client sends should reach the peer connection unchecked or turn into a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Callable
@@ -24,10 +27,17 @@ from models.controls import (
     emotion_id,
     speaker_id,
 )
+from models.speech.clip import MAX_CLIP_BYTES
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_VOICE_CHARS = 4 * -(-MAX_CLIP_BYTES // 3)
+"""Longest base64 text of a voice clip (MAX_CLIP_BYTES encoded)."""
+MAX_OFFER_BODY_BYTES = MAX_BODY_BYTES + MAX_VOICE_CHARS
+"""A JSON offer's body may carry a voice clip; every other body stays under MAX_BODY_BYTES."""
+CALLER_VOICE = "caller"
+"""The offer's `voice` that asks for answers in the caller's own voice."""
 BODY_TIMEOUT_S = 10.0
 """Longest a client may take to send a request body (a slow sender holds a connection)."""
 MAX_JSON_DEPTH = 8
@@ -56,6 +66,10 @@ class OfferRequest:
     sdp: str
     speaker: str
     emotion: str
+    voice_clip: bytes | None = None
+    """The encoded audio of the voice to answer in (not yet decoded)."""
+    caller_voice: bool = False
+    """Answer in the caller's own voice once it is heard."""
 
 
 def shown(value: object) -> str:
@@ -129,7 +143,8 @@ def parse_json(body: bytes) -> object:
 
 
 def parse_offer_json(body: bytes) -> OfferRequest:
-    """`{"sdp", "type": "offer", "speaker"?, "emotion"?}` -> OfferRequest, or ClientError."""
+    """`{"sdp", "type": "offer", "speaker"?, "emotion"?, "voice"?}` -> OfferRequest, or
+    ClientError. `voice` is a base64 audio clip or "caller"."""
     data = parse_json(body)
     if not isinstance(data, dict):
         raise ClientError(400, "malformed_json", "body must be a JSON object")
@@ -141,11 +156,32 @@ def parse_offer_json(body: bytes) -> OfferRequest:
     if data["type"] != "offer":
         raise ClientError(400, "not_an_offer", f"type must be 'offer', not {shown(data['type'])}")
     check_sdp_offer(data["sdp"])
+    voice = data.get("voice")
     return OfferRequest(
         sdp=data["sdp"],
         speaker=check_speaker(data.get("speaker", DEFAULT_SPEAKER)),
         emotion=check_emotion(data.get("emotion", DEFAULT_EMOTION)),
+        voice_clip=None if voice in (None, CALLER_VOICE) else voice_clip_bytes(voice),
+        caller_voice=voice == CALLER_VOICE,
     )
+
+
+def voice_clip_bytes(voice: object) -> bytes:
+    """The bytes of an offer's base64 voice clip, or 400/413 (wrong type, not base64, over
+    MAX_CLIP_BYTES)."""
+    if not isinstance(voice, str):
+        raise ClientError(
+            400, "invalid_voice", f"voice must be a base64 audio clip or {CALLER_VOICE!r}"
+        )
+    if len(voice) > MAX_VOICE_CHARS:
+        raise ClientError(413, "voice_too_large", f"voice clip over {MAX_CLIP_BYTES} bytes")
+    try:
+        clip = base64.b64decode(voice, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(400, "voice_not_base64", "voice is not base64 text") from None
+    if not clip:
+        raise ClientError(400, "invalid_voice", "voice clip is empty")
+    return clip
 
 
 MAX_CANDIDATES = 32

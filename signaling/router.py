@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from signaling.admission import GATE, AccessPolicy
 from signaling.app import METRICS, base_app
 from signaling.calls import CALLS_PATH, RETRY_AFTER_S
-from signaling.guards import ClientError, read_body
+from signaling.guards import MAX_BODY_BYTES, MAX_OFFER_BODY_BYTES, ClientError, read_body
 from signaling.ice import IceConfig
 from signaling.origins import OriginPolicy
 from signaling.workers import WORKER_HOST, Worker, WorkerPool
@@ -65,7 +65,8 @@ def create_router_app(
 async def forward_call(request: web.Request) -> web.Response:
     """A new call, to the worker with the most room (the next one while they are full)."""
     client = request.app[GATE].admit(request)
-    body = await read_body(request)
+    offer = request.path == "/offer"  # a JSON offer may carry a voice clip; WHIP's SDP not
+    body = await read_body(request, MAX_OFFER_BODY_BYTES if offer else MAX_BODY_BYTES)
     headers = {
         "Content-Type": request.headers.get("Content-Type", ""),
         "X-Forwarded-For": client,

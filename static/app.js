@@ -102,6 +102,9 @@
     speaker: $('speaker'),
     speakerDesc: $('speaker-desc'),
     emotion: $('emotion'),
+    voiceClip: $('voice-clip'),
+    myVoice: $('my-voice'),
+    voiceState: $('voice-state'),
     responder: $('responder'),
     sessionId: $('session-id'),
     micLevel: $('mic-level'),
@@ -151,6 +154,35 @@
     el.hangup.disabled = !inCall;
     el.speaker.disabled = inCall; // voice and emotion are fixed at offer time
     el.emotion.disabled = inCall;
+    el.voiceClip.disabled = inCall;
+    el.myVoice.disabled = inCall;
+  }
+
+  // ---- Zero-shot voice: a clip, or the caller's own voice -----------------------------
+  const MAX_CLIP_BYTES = 1024 * 1024; // the server's limit (models/speech/clip.py)
+
+  // The offer's `voice`: the chosen clip as base64, "caller", or null.
+  async function chosenVoice() {
+    if (el.myVoice.checked) return 'caller';
+    const file = el.voiceClip.files && el.voiceClip.files[0];
+    if (!file) return null;
+    if (file.size > MAX_CLIP_BYTES) {
+      throw new Error('స్వర నమూనా చాలా పెద్దది / Voice clip over 1 MiB');
+    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(binary);
+  }
+
+  function onVoice(ev) {
+    const source = ev.source === 'caller' ? 'మీ స్వరం / your voice' : 'నమూనా / clip';
+    el.voiceState.dataset.state = ev.type;
+    el.voiceState.textContent = ev.type === 'voice_ready'
+      ? `స్వరం సిద్ధం / Voice ready: ${source}, ${fmtMs(ev.ms)} ms`
+      : `స్వరం తీసుకోలేదు / Voice not taken: ${source} (${ev.reason || 'unknown'})`;
   }
 
   // RMS -> 0..1 on a -60..0 dBFS scale, for the meters.
@@ -527,6 +559,10 @@
       case 'caption':
         onCaption(ev);
         break;
+      case 'voice_ready':
+      case 'voice_failed':
+        onVoice(ev);
+        break;
       default:
         break; // unknown events are still recorded in agentCall.events
     }
@@ -726,6 +762,10 @@
       const body = { sdp: pc.localDescription.sdp, type: 'offer' };
       if (el.speaker.value) body.speaker = el.speaker.value;
       if (el.emotion.value) body.emotion = el.emotion.value;
+      const voice = await chosenVoice();
+      if (voice) body.voice = voice;
+      el.voiceState.textContent = voice === 'caller'
+        ? 'మీ స్వరం కోసం వింటోంది / Listening for your voice…' : '';
       const res = await fetch('/offer', {
         method: 'POST',
         headers: authHeaders({ 'Content-Type': 'application/json' }),
@@ -760,6 +800,9 @@
   el.call.addEventListener('click', startCall);
   el.hangup.addEventListener('click', hangUp);
   el.speaker.addEventListener('change', showSpeakerDesc);
+  // one voice at a time: a clip or the caller's own
+  el.myVoice.addEventListener('change', () => { if (el.myVoice.checked) el.voiceClip.value = ''; });
+  el.voiceClip.addEventListener('change', () => { if (el.voiceClip.files.length) el.myVoice.checked = false; });
   // Leaving the page hangs up (keepalive DELETE).
   window.addEventListener('pagehide', hangUp);
   if (!window.RTCPeerConnection) {

@@ -9,6 +9,7 @@ an answer being audio that starts after at least ANSWER_QUIET_MS of quiet.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,18 @@ LOUD = 0.01
 """Amplitude (float, 1.0 = full scale) above which a sample counts as sound (-40 dBFS)."""
 ANSWER_QUIET_MS = 200
 """Quiet needed before received sound counts as the start of a new answer."""
+VOICE_EVENTS = ("voice_ready", "voice_failed")
+CALLER_VOICE = "caller"
+"""The offer's `voice` asking for answers in the caller's own voice."""
+
+
+class CallRefused(RuntimeError):
+    """The agent refused the call: its HTTP status and its JSON error body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"call refused: {status} {body.get('error')}: {body.get('message')}")
+        self.status = status
+        self.body = body
 
 
 @dataclass
@@ -86,6 +99,11 @@ class CallReport:
     def answered(self) -> int:
         return sum(t.voice_to_voice_ms is not None for t in self.turns)
 
+    @property
+    def voice(self) -> dict[str, Any] | None:
+        """The agent's first voice event (`voice_ready` or `voice_failed`), if any."""
+        return next((e for e in self.events if e.get("type") in VOICE_EVENTS), None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "session": self.session,
@@ -95,6 +113,7 @@ class CallReport:
             "client_concealment": self.client_concealment,
             "link": self.link,
             "ice_pair": self.ice_pair,
+            "voice": self.voice,
         }
 
 
@@ -270,6 +289,7 @@ async def call(
     token: str | None = None,
     link: LinkProfile | None = None,
     opus_fec: bool = True,
+    voice: bytes | str | None = None,
 ) -> tuple[CallReport, np.ndarray]:
     """Call the agent at `url` with the given audio; return the report and all audio heard.
 
@@ -277,9 +297,13 @@ async def call(
     (needs a TURN server in `ice_servers`); `token`: the server's API token, sent as
     `Authorization: Bearer`. `link` impairs the path both ways (agent/caller/impairment.py);
     `opus_fec` makes the caller send speech-tuned Opus with in-band FEC, as a browser does
-    when the answer asks for it."""
+    when the answer asks for it. `voice`: an audio clip (its file's bytes) whose voice the
+    answers take, or CALLER_VOICE for the caller's own (JSON offers only). CallRefused when
+    the agent refuses the call."""
     if relay_only and ice_servers is None:
         raise ValueError("relay_only needs ice_servers with a TURN server")
+    if voice is not None and endpoint != "offer":
+        raise ValueError("a voice is sent with a JSON offer, not over WHIP")
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy))
     track = FileTrack(pcm48)
@@ -301,7 +325,9 @@ async def call(
     async with aiohttp.ClientSession(headers=headers) as http:
         session_id, hang_up_url = "", None
         try:
-            session_id, hang_up_url = await _signal(http, url, pc, endpoint, speaker, emotion)
+            session_id, hang_up_url = await _signal(
+                http, url, pc, endpoint, speaker, emotion, voice
+            )
             sender = next(s for s in pc.getSenders() if s.track is track)
             if opus_fec and opus_negotiated(pc, sender):
                 use_speech_encoder(sender)
@@ -374,10 +400,13 @@ async def _signal(
     endpoint: str,
     speaker: str | None,
     emotion: str | None,
+    voice: bytes | str | None = None,
 ) -> tuple[str, str]:
     """Send the offer, apply the answer; return the session id and the hang-up URL."""
     base = url.rstrip("/")
     choices = {k: v for k, v in (("speaker", speaker), ("emotion", emotion)) if v}
+    if voice is not None:
+        choices["voice"] = voice if isinstance(voice, str) else base64.b64encode(voice).decode()
     offer = pc.localDescription
     if endpoint == "whip":
         async with http.post(
@@ -387,7 +416,7 @@ async def _signal(
             headers={"Content-Type": "application/sdp"},
         ) as resp:
             if resp.status != 201:
-                raise RuntimeError(f"WHIP call refused: {resp.status} {await resp.text()}")
+                raise CallRefused(resp.status, await _error_body(resp))
             answer = RTCSessionDescription(sdp=await resp.text(), type="answer")
             location = resp.headers["Location"]
         session_id = location.rstrip("/").split("/")[-2]  # .../calls/{id}/{secret}
@@ -397,13 +426,23 @@ async def _signal(
             f"{base}/offer", json={"sdp": offer.sdp, "type": offer.type, **choices}
         ) as resp:
             if resp.status != 200:
-                raise RuntimeError(f"offer refused: {resp.status} {await resp.text()}")
+                raise CallRefused(resp.status, await _error_body(resp))
             body = await resp.json()
         answer = RTCSessionDescription(sdp=body["sdp"], type=body["type"])
         session_id = body["session_id"]
         hang_up = f"{base}{body['resource']}"
     await pc.setRemoteDescription(answer)
     return session_id, hang_up
+
+
+async def _error_body(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """A refusal's JSON body (the agent's are JSON; anything else becomes its text)."""
+    text = await resp.text()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {"error": "not_json", "message": text[:200]}
+    return body if isinstance(body, dict) else {"error": "not_json", "message": text[:200]}
 
 
 async def _converse(

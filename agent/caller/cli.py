@@ -21,6 +21,17 @@ def add_call_arguments(p: argparse.ArgumentParser, load_token: TokenLoader) -> N
     p.add_argument("--out", help="write everything heard back to this WAV (48 kHz)")
     p.add_argument("--speaker")
     p.add_argument("--emotion")
+    voice = p.add_mutually_exclusive_group()
+    voice.add_argument(
+        "--voice",
+        metavar="FILE",
+        help="answer in the voice of this clip (WAV, Ogg, WebM, MP3; 1-15 s, at most 1 MiB)",
+    )
+    voice.add_argument(
+        "--my-voice",
+        action="store_true",
+        help="answer in the caller's own voice once the agent has heard 3 s of it",
+    )
     p.add_argument("--endpoint", choices=["offer", "whip"], default="offer")
     p.add_argument(
         "--jitter",
@@ -55,12 +66,16 @@ def add_call_arguments(p: argparse.ArgumentParser, load_token: TokenLoader) -> N
 
 
 def _call(args: argparse.Namespace, load_token: TokenLoader) -> int:
-    from agent.caller.caller import call, fetch_ice_servers
+    from agent.caller.caller import CALLER_VOICE, CallRefused, call, fetch_ice_servers
     from agent.wire import WIRE_RATE
     from models.speech.audio import read_audio, write_audio
 
     pcm = read_audio(args.audio, WIRE_RATE)
     token = load_token(args.api_token_file)
+    voice: bytes | str | None = CALLER_VOICE if args.my_voice else None
+    if args.voice:
+        with open(args.voice, "rb") as clip:
+            voice = clip.read()
 
     async def run() -> tuple:
         servers = None
@@ -77,14 +92,22 @@ def _call(args: argparse.Namespace, load_token: TokenLoader) -> int:
             ice_servers=servers,
             relay_only=args.relay_only,
             token=token,
+            voice=voice,
         )
 
-    report, heard = asyncio.run(run())
+    try:
+        report, heard = asyncio.run(run())
+    except CallRefused as refused:
+        print(refused, file=sys.stderr)
+        return 2
     if args.out:
         write_audio(args.out, heard, WIRE_RATE)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
+        if report.voice is not None:
+            fields = " ".join(f"{k}={v}" for k, v in report.voice.items() if k != "type")
+            print(f"{report.voice['type']}: {fields}")
         for turn in report.turns:
             v2v = (
                 "no answer"

@@ -42,6 +42,13 @@ class AgentMetrics:
             buckets=LATENCY_BUCKETS_MS,
             registry=self.registry,
         )
+        self.voice_ms = Histogram(
+            "telugu_s2s_voice_ms",
+            "From a voice's audio to its speaker embedding (clip: decode and checks included)",
+            ["source"],
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
         self.answer_underruns = Counter(
             "telugu_s2s_answer_underrun_frames",
             "Silent frames sent inside an answer because generation fell behind",

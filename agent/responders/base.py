@@ -13,6 +13,9 @@ never from the event loop, so they may compute freely:
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
   each yielded as soon as it is ready; the agent stops iterating (closing the iterator) when
   the user barges in or hangs up;
+- `use_voice(embedding)` (responders that clone voices): answer from now on in the voice of
+  that speaker embedding (models.speaker); called from the event loop between answers, so it
+  only stores the embedding;
 - `heard()` and `said()` (optional) for the live captions: the words of the user's turn in
   progress (listening thread) and of the answer being generated (answering thread), as the
   responder has them now; None from a responder without text.
@@ -22,17 +25,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class CallOptions:
-    """What the caller asked for."""
+    """What the caller asked for: a named voice and an emotion, and optionally a zero-shot
+    voice, the (256,) float32 speaker embedding (models.speaker) of a clip the caller gave,
+    which the answers use instead of the named voice; or `caller_voice`: answer in the
+    caller's own voice once the call has heard enough of it (the named voice until then)."""
 
     speaker: str
     emotion: str
+    voice: np.ndarray | None = field(default=None, compare=False)
+    caller_voice: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class ResponderSession(ABC):
         Called from the answering thread after each chunk and once the iterator is done."""
         return None
 
+    def use_voice(self, embedding: np.ndarray) -> None:
+        """Answer from the next answer on in the voice of this (256,) speaker embedding;
+        only for a responder whose `clones_voices` is True."""
+        raise NotImplementedError("this responder does not clone voices")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """The call is over; release what the session holds."""
 
@@ -84,6 +97,9 @@ class Responder(ABC):
     name: str
     has_eot_head: bool = False
     """Whether its sessions' `hear` returns end-of-turn probabilities."""
+    clones_voices: bool = False
+    """Whether its answers can take a zero-shot voice (`CallOptions.voice`, `use_voice`);
+    the server refuses a call asking for one from a responder that cannot."""
     lookahead_samples: int = 0
     """Audio a session must hear past the end of a turn before `respond` has all of the
     turn (an encoder's look-ahead and chunk): the server holds the answer until then."""

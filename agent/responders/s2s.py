@@ -3,6 +3,11 @@ at the end of the turn the GPT decoder answers in the call's speaker and emotion
 decoded step is played as soon as it exists (the first audio leaves before the answer is
 complete).
 
+A zero-shot voice (`CallOptions.voice`, or `use_voice` during the call) conditions the
+decoder's answers through its zero-shot path (a (1, 256) float speaker embedding in place of
+the named voice's index); the encoder, which hears the user, stays conditioned on the named
+voice for the whole call, so a voice taken mid-call does not change what it has heard.
+
 With text streams (`config.text`), every window also streams through the recognizer
 (`TurnHearing`): its words are the captions of the user's turn (`heard`) and, at the end of the
 turn, the pieces of the user text stream in the decoder's memory; the decoder's own text
@@ -56,7 +61,12 @@ class S2SSession(ResponderSession):
         """Steps this call's answers with those of the other calls."""
         self._recorder = CodeRecorder(models.codec)
         self._speaker = torch.tensor([speaker_id(options.speaker)])
+        """The named voice: the encoder's conditioning, and the answers' without a voice."""
         self._emotion = torch.tensor([emotion_id(options.emotion)])
+        self._voice: Tensor | None = None
+        """The zero-shot voice (1, 256) the answers take instead, once there is one."""
+        if options.voice is not None:
+            self.use_voice(options.voice)
         self._sampling = sampling
         self._generator = generator
         """The call's own random state: its answers' draws, turn after turn."""
@@ -110,6 +120,18 @@ class S2SSession(ResponderSession):
         while self._memory and self._memory[0][0] < self._steps - self._keep_steps:
             self._memory.popleft()
 
+    def use_voice(self, embedding: np.ndarray) -> None:
+        size = self._models.config.speaker_embedding_dim
+        if embedding.shape != (size,):
+            raise ValueError(f"a speaker embedding has {size} values, not {embedding.shape}")
+        dtype = self._models.decoder.null_condition.dtype  # the decoder's compute dtype
+        self._voice = torch.as_tensor(embedding, dtype=dtype)[None]
+
+    def answer_speaker(self) -> Tensor:
+        """The speaker the next answer is conditioned on: the zero-shot voice (1, 256) once
+        there is one, else the named voice's index (1,)."""
+        return self._speaker if self._voice is None else self._voice
+
     def heard(self) -> str | None:
         return None if self._hearing is None else self._hearing.heard()
 
@@ -122,7 +144,12 @@ class S2SSession(ResponderSession):
         if memory is None:
             return
         answer = self._answering.start(
-            memory, self._speaker, self._emotion, self._sampling, self._generator, self._max_steps
+            memory,
+            self.answer_speaker(),
+            self._emotion,
+            self._sampling,
+            self._generator,
+            self._max_steps,
         )
         pieces: list[int] = []
         tokenizer = self._models.tokenizer
@@ -217,6 +244,7 @@ class S2SResponder(Responder):
 
     name = "s2s"
     has_eot_head = True
+    clones_voices = True
 
     def __init__(
         self,

@@ -201,3 +201,61 @@ async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
     assert not page_errors, page_errors
     unexpected = [m for m in console_errors if not any(h in m for h in HARMLESS_CONSOLE)]
     assert not unexpected, unexpected
+
+
+async def test_browser_call_page_sends_a_voice_clip_and_shows_its_event(tmp_path):
+    """The page's voice clip input: the clip goes with the offer, the call is answered in its
+    voice (the embedding is taken: voice_ready), and the page says so; an unusable clip is
+    refused with the server's reason on the page, and no call is opened."""
+    from playwright.async_api import async_playwright
+
+    from tests.clips import encode, speech
+
+    agent, runner = await start_agent(responder=S2SResponder(load(DEMO_CHECKPOINT), seed=0))
+    microphone = tmp_path / "telugu.wav"
+    write_audio(microphone, conversation([0.5, "greeting", 3.5], RATE), RATE)
+    clip = tmp_path / "voice.mp3"
+    clip.write_bytes(encode(speech(4.0), "mp3"))
+    silent = tmp_path / "silent.wav"
+    silent.write_bytes(encode(speech(2.0) * 0.0, "wav"))
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=chromium_args(str(microphone))
+            )
+            try:
+                context = await browser.new_context()
+                await context.grant_permissions(["microphone"], origin=agent.url)
+                page = await context.new_page()
+                await page.goto(agent.url)
+                await page.wait_for_function(
+                    "() => document.querySelectorAll('#speaker option').length > 0"
+                )
+
+                await page.set_input_files("#voice-clip", str(silent))
+                await page.click("#call")
+                await page.wait_for_function(
+                    "() => document.getElementById('status').dataset.state === 'error'"
+                )
+                assert "of sound" in await page.locator("#status").inner_text()  # the reason
+                assert agent.sessions == {}
+
+                await page.set_input_files("#voice-clip", str(clip))
+                await page.click("#call")
+                await page.wait_for_function(
+                    """() => window.agentCall.events.some((e) => e.type === 'voice_ready')
+                        && window.agentCall.events.some((e) => e.type === 'response_started')""",
+                    timeout=30_000,
+                )
+                ready = await page.evaluate(
+                    "window.agentCall.events.find((e) => e.type === 'voice_ready')"
+                )
+                assert ready["source"] == "clip" and ready["ms"] > 0
+                assert "Voice ready" in await page.locator("#voice-state").inner_text()
+                (session,) = agent.sessions.values()
+                assert session.options.voice is not None
+                await page.click("#hangup")
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()

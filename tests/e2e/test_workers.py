@@ -36,11 +36,14 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict:
         return await resp.json()
 
 
-async def offer(http: aiohttp.ClientSession, url: str) -> tuple[int, dict, dict, RTCPeerConnection]:
+async def offer(
+    http: aiohttp.ClientSession, url: str, **extra: str
+) -> tuple[int, dict, dict, RTCPeerConnection]:
+    """POST /offer of a fresh peer (with `extra` fields, such as a voice)."""
     pc = RTCPeerConnection()
     pc.addTrack(FileTrack(np.zeros(WIRE_RATE * 30, dtype=np.float32)))
     await pc.setLocalDescription(await pc.createOffer())
-    body = {"sdp": pc.localDescription.sdp, "type": "offer"}
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", **extra}
     async with http.post(f"{url}/offer", json=body) as resp:
         return resp.status, await resp.json(), dict(resp.headers), pc
 

@@ -1,7 +1,7 @@
 """Answers stepped together as rows of one batch are the answers each call gets alone: the
 same codes (drawn from each call's own generator), the same text tokens and the same audio,
-for calls that start at different moments, with and without guidance; an answer cancelled
-midway frees its rows without disturbing the others."""
+for calls that start at different moments, with and without guidance, in named and zero-shot
+voices; an answer cancelled midway frees its rows without disturbing the others."""
 
 import numpy as np
 import pytest
@@ -15,8 +15,17 @@ from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, GREEDY, Sampling
 
 STEPS = 14
-CALLS = (("female_1", "NEUTRAL", 7), ("male_1", "HAPPY", 12), ("female_2", "EMPATHY", 30))
-"""Each call's voice, emotion and turn memory length (steps)."""
+VOICE = torch.nn.functional.normalize(
+    torch.randn(256, generator=torch.Generator().manual_seed(9)), dim=0
+)
+"""A zero-shot voice: a unit speaker embedding, as models.speaker gives."""
+CALLS = (
+    ("female_1", "NEUTRAL", 7),
+    (VOICE, "HAPPY", 12),
+    ("female_2", "EMPATHY", 30),
+)
+"""Each call's voice (a named one, or a speaker embedding), emotion and turn memory length
+(steps)."""
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +45,10 @@ def turn_memory(models: Models, steps: int, seed: int) -> MemoryCache:
         return models.decoder.project_memory(hidden)
 
 
-def controls(speaker: str, emotion: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([speaker_id(speaker)]), torch.tensor([emotion_id(emotion)])
+def controls(speaker: str | torch.Tensor, emotion: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The speaker as a named voice's index (1,) or a zero-shot embedding (1, 256)."""
+    voice = torch.tensor([speaker_id(speaker)]) if isinstance(speaker, str) else speaker[None]
+    return voice, torch.tensor([emotion_id(emotion)])
 
 
 def alone(models: Models, call: int, sampling: Sampling) -> tuple[list, np.ndarray]:

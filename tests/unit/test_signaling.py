@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import AgentConfig
 from models.controls import EMOTIONS, SPEAKERS
+from signaling.guards import MAX_OFFER_BODY_BYTES
 from tests.conftest import start_agent
 
 
@@ -148,12 +149,13 @@ async def test_unknown_speaker_and_emotion_list_the_valid_ones(agent, http):
     assert payload["valid"] == list(EMOTIONS)
 
 
-async def test_body_over_64_kib_is_413(agent, http):
-    body = json.dumps({"sdp": "v=0\r\n" + "a" * 70_000, "type": "offer"})
+async def test_offer_body_over_its_limit_is_413(agent, http):
+    """An offer may carry a voice clip (MAX_OFFER_BODY_BYTES); past that it is refused."""
+    body = json.dumps({"sdp": "v=0\r\n" + "a" * MAX_OFFER_BODY_BYTES, "type": "offer"})
     await expect_refused(agent, http, body, 413, "body_too_large")
 
     async def chunks():  # no Content-Length: the limit still holds
-        for _ in range(70):
+        for _ in range(MAX_OFFER_BODY_BYTES // 1024 + 2):
             yield b"x" * 1024
 
     headers = {"Content-Type": "application/json"}
