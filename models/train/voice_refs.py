@@ -7,8 +7,9 @@ to copy the one clip it answers with. Answers by voices the model has no name fo
 bank) are always conditioned so; answers by the named personas with probability
 `zero_shot_share`, so that the projection also learns where the named voices lie.
 
-Embeddings (GE2E, models/speaker.py) are computed once per manifest and cached beside the
-codes (`VOICES_FILE`), keyed by entry key.
+Embeddings (GE2E, models/speaker.py) of each clip's voiced speech, as a call embeds a caller's
+clip (`models.speech.clip.embedding_speech`), are computed once per manifest and cached beside
+the codes (`VOICES_FILE`), keyed by entry key.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor
 from models.data.manifest import Entry
 from models.speaker import SpeakerEncoder
 from models.speech.audio import read_audio
+from models.speech.clip import embedding_speech
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ def answer_embeddings(entries: list[Entry], root: Path, cache: Path) -> dict[str
         log.info("speaker embeddings of %d answers", len(missing))
         encoder = SpeakerEncoder()
         for entry in missing:
-            stored[entry.key] = encoder.embed(read_audio(entry.path(root), 16_000)).clone()
+            pcm = embedding_speech(read_audio(entry.path(root), 16_000))
+            stored[entry.key] = encoder.embed(pcm).clone()
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(stored, cache)
     return {e.key: stored[e.key] for e in agents}
