@@ -25,6 +25,9 @@ reference answer when the model hears that turn (`ce_own_turn`), and when it hea
 scored turn of another intent instead (`ce_other_turn`). A model that uses what the user said
 scores its own turn's answer better; equal figures mean the answer does not depend on the turn.
 
+Voices it never trained on: with a corpus whose voice bank holds voices out, answers in each
+held-out voice, conditioned on one clip of it (models/eval/cloning.py).
+
 What the codec lets through of the voice: the voice verdict on up to CODEC_ANSWERS real answers
 per voice of the split after a round trip through the model's codec. No decoder can do better
 than its codec renders; where this is low, the codec is what loses the voice.
@@ -51,6 +54,7 @@ from models.asr.errors import ErrorRates
 from models.asr.model import Recognizer
 from models.asr.stream import transcribe
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
+from models.eval.cloning import evaluate_cloning
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
 from models.eval.judge import IntentTexts, cer, said_back
 from models.loading import Models, load
@@ -142,11 +146,14 @@ def generate_answers(
     max_steps: int,
     sampling: Sampling,
     generator: torch.Generator | None,
+    voices: Tensor | None = None,
 ) -> Answers:
     """Answers to one user turn for each (speaker, emotion) of a batch, drawn from `generator`
     (None: greedy only). The turn is encoded followed by silence, as in training and in a
     call, and the memory is the encoder output of the turn's steps and, with text streams, the
-    pieces of what the recognizer heard of the turn (as the agent runs it)."""
+    pieces of what the recognizer heard of the turn (as the agent runs it). With `voices`
+    (batch, speaker_embedding_dim), the decoder answers in those zero-shot voices while the
+    encoder hears as the named `speakers`, as in a call given a voice."""
     config = models.config
     device = next(models.encoder.parameters()).device
     step_samples = models.codec.hop * config.frames_per_step
@@ -166,7 +173,12 @@ def generate_answers(
             memory = torch.cat((memory, words.expand(len(speakers), -1, -1)), dim=1)
     generated = list(
         models.decoder.generate_steps(
-            memory, speakers, emotions, sampling, generator, max_steps=max_steps
+            memory,
+            speakers if voices is None else voices.to(memory.dtype),
+            emotions,
+            sampling,
+            generator,
+            max_steps=max_steps,
         )
     )
     steps = [step.codes for step in generated]
@@ -406,10 +418,12 @@ def evaluate_s2s(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    voice_turns: int = 4,
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
-    random) user turns of `split`, each answered in every voice (see the module doc). `seed`
-    picks the turns and seeds the one generator all answers are drawn from, in order."""
+    random) user turns of `split`, each answered in every voice (see the module doc), and
+    `voice_turns` answers in each held-out voice of the split (`models.eval.cloning`; 0: none).
+    `seed` picks the turns and seeds the one generator all answers are drawn from, in order."""
     manifest = Path(manifest)
     models = load(checkpoint, device=select_device(device))
     config = models.config
@@ -475,6 +489,19 @@ def evaluate_s2s(
             hits["emotion"].append(predicted == reference.emotion and len(wav) > 0)
             seconds.append(len(wav) / rate)
         ended.extend(done)
+    cloning = {}
+    if voice_turns > 0:
+        cloning = evaluate_cloning(
+            models,
+            entries,
+            [u for u, _ in turns],
+            manifest.parent,
+            split,
+            sampling,
+            generator,
+            speaker_encoder,
+            voice_turns,
+        )
     heard_verdicts = {}
     if judge is not None:
         heard_verdicts = {
@@ -500,6 +527,7 @@ def evaluate_s2s(
         **listened,
         "codec_voice_accuracy_by_speaker": codec_voices,
         **heard_verdicts,
+        **cloning,
         "ended_rate": _rate(ended),
         "mean_answer_s": float(np.mean(seconds)),
         "temperature": sampling.temperature,
@@ -538,8 +566,21 @@ def format_report(result: dict[str, Any]) -> str:
                 for speaker, rate in result["codec_voice_accuracy_by_speaker"].items()
             ),
             *_heard_lines(result, pct),
+            *_cloning_lines(result, pct),
         ]
     )
+
+
+def _cloning_lines(result: dict[str, Any], pct: Callable[[float | None], str]) -> list[str]:
+    """The report's line on voices the model never trained on (when the split has some)."""
+    if "held_out_voice_accuracy" not in result:
+        return []
+    return [
+        f"  held-out voices: {pct(result['held_out_voice_accuracy'])} of answers nearest their "
+        f"reference clip among {result['held_out_voices']} voices (chance "
+        f"{pct(result['held_out_voice_chance'])}; the voices' own other clips "
+        f"{pct(result['held_out_real_clip_accuracy'])})"
+    ]
 
 
 def _heard_lines(result: dict[str, Any], pct: Callable[[float | None], str]) -> list[str]:
@@ -589,6 +630,13 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument(
         "--seed", type=int, default=0, help="picks the turns and seeds the answers' sampling"
     )
+    p.add_argument(
+        "--voice-turns",
+        type=int,
+        default=4,
+        help="answers in each held-out voice of the split, conditioned on one of its clips "
+        "(zero-shot voices; 0: none)",
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_run_eval_s2s)
@@ -605,6 +653,7 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         args.device,
         args.seed,
         progress=not args.json,
+        voice_turns=args.voice_turns,
     )
     if not args.json:
         print(format_report(result))

@@ -14,11 +14,17 @@ from safetensors.torch import load_file
 from models.checkpoints import save_checkpoint
 from models.codec import TeluCodec
 from models.config import preset
-from models.data.manifest import read_manifest
+from models.data.espeak import synthesize
+from models.data.manifest import Dialogue, Entry, read_manifest
 from models.data.synth import SMALL_CORPUS, synthesize_corpus
+from models.eval.cloning import evaluate_cloning, held_out_voices
+from models.loading import DEMO_CHECKPOINT, load
 from models.s2s.conditioning import Conditioning
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.encoder import StreamingEncoder
+from models.s2s.sampling import Sampling
+from models.speaker import SpeakerEncoder
+from models.speech.audio import write_audio
 from models.train.common import seed_everything
 from models.train.s2s import Example, _voices, train_s2s
 from models.train.voice_refs import VoicePool
@@ -125,3 +131,50 @@ def test_a_voice_bank_trains_the_zero_shot_projection(bank_corpus: Path) -> None
     assert (out / "voice_embeddings.pt").exists()
     initial = _initial_zero_shot_weights()
     assert not torch.allclose(_zero_shot_weights(out), initial.to(torch.float16).float())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_held_out_voices_are_scored_against_each_others_references(tmp_path: Path) -> None:
+    """Two voices the shipped model has no name for, two clips each: one answer per voice,
+    conditioned on its first clip, judged against both references; their second clips give
+    the encoder's own figure."""
+    entries = []
+    for voice, variant in (("bank_x", "te+m2"), ("bank_y", "te+f5")):
+        for k, text in enumerate(("నమస్కారం, ఎలా ఉన్నారు?", "ఈ రోజు వాతావరణం చాలా బాగుంది.")):
+            key = f"a-{voice}-{k}"
+            write_audio(tmp_path / f"{key}.wav", synthesize(text, 16_000, voice=variant), 16_000)
+            entries.append(_entry(key, voice, "agent", text))
+    user = _entry("u-0", "female_1", "user", "నమస్కారం")
+    write_audio(tmp_path / "u-0.wav", synthesize("నమస్కారం", 16_000), 16_000)
+    models = load(DEMO_CHECKPOINT)
+    assert set(held_out_voices([*entries, user], "test", models.config.speakers)) == {
+        "bank_x",
+        "bank_y",
+    }
+    result = evaluate_cloning(
+        models,
+        [*entries, user],
+        [user],
+        tmp_path,
+        "test",
+        Sampling(0.8, 50, 3.0),
+        torch.Generator().manual_seed(0),
+        SpeakerEncoder(),
+        turns_per_voice=1,
+    )
+    assert result["held_out_voices"] == 2 and result["held_out_voice_chance"] == 0.5
+    assert set(result["held_out_voice_accuracy_by_voice"]) == {"bank_x", "bank_y"}
+    assert result["held_out_real_clip_accuracy"] == 1.0  # a male and a female espeak voice
+    assert result["held_out_voice_accuracy"] in (0.0, 0.5, 1.0)
+
+
+def _entry(key: str, speaker: str, role: str, text: str) -> Entry:
+    return Entry(
+        audio=f"{key}.wav",
+        duration=1.0,
+        text=text,
+        speaker=speaker,
+        split="test",
+        dialogue=Dialogue(id=key, role=role),
+        key=key,
+    )
