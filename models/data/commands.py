@@ -11,7 +11,7 @@ from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
 from models.data.stats import format_stats, manifest_stats
 from models.data.synth import BANK_ANSWERS, SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
-from models.data.voices import PERSONAS
+from models.data.voices import PERSONAS, bank_splits, voice_bank
 
 
 def add_data_commands(actions: argparse._SubParsersAction) -> None:
@@ -82,11 +82,18 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
 
     voices = actions.add_parser(
         "voices",
-        help="how far apart the speaker encoder holds the four personas: each speaks the same "
+        help="how far apart the speaker encoder holds the corpus's voices: each speaks the same "
         "answers in every emotion; own similarity, nearest other voice, margin",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     voices.add_argument("--clips", type=int, default=18, help="answers spoken by each voice")
+    voices.add_argument(
+        "--set",
+        default="personas",
+        choices=["personas", "bank-test", "bank"],
+        help="the four personas, the voice bank's test voices (held out from training), or "
+        "the whole voice bank",
+    )
     voices.add_argument("--json", action="store_true", help="print JSON instead of text")
     voices.add_argument("--log-level", default="warning")
     voices.set_defaults(run=_voices)
@@ -142,7 +149,13 @@ def _stats(args: argparse.Namespace) -> int:
 def _voices(args: argparse.Namespace) -> int:
     from models.data.voice_report import format_report, voice_report
 
-    rows = voice_report(PERSONAS, args.clips)
+    bank = voice_bank()
+    chosen = {
+        "personas": PERSONAS,
+        "bank": bank,
+        "bank-test": {n: v for n, v in bank.items() if bank_splits(list(bank))[n] == "test"},
+    }[args.set]
+    rows = voice_report(chosen, args.clips)
     if args.json:
         print(json.dumps([asdict(r) | {"margin": r.margin} for r in rows], indent=1))
     else:

@@ -44,10 +44,10 @@ def voice_report(voices: dict[str, Persona], clips: int = CLIPS) -> list[Separat
 
 
 def format_report(rows: list[Separation]) -> str:
-    lines = [f"{'voice':10} {'own':>6} {'nearest':>10} {'its sim':>8} {'margin':>7} {'apart':>6}"]
+    lines = [f"{'voice':14} {'own':>6} {'nearest':>10} {'its sim':>8} {'margin':>7} {'apart':>6}"]
     for r in rows:
         lines.append(
-            f"{r.voice:10} {r.own:6.3f} {r.nearest:>10} {r.nearest_similarity:8.3f} "
+            f"{r.voice:14} {r.own:6.3f} {r.nearest:>10} {r.nearest_similarity:8.3f} "
             f"{r.margin:7.3f} {r.accuracy:6.1%}"
         )
     return "\n".join(lines)
