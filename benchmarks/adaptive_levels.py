@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from models.asr.stream import transcribe
 from models.codec.quiet import QuietCodes
@@ -99,8 +100,9 @@ def answer(
     seed: int,
     quiet: QuietCodes | None,
 ) -> Answer:
-    """Generate one answer step by step, decoding each step as the agent does; the time of
-    the decoder and of the codec apart."""
+    """Generate one answer step by step, decoding each step as the agent does; the CPU time
+    of the decoder and of the codec apart (this thread's: other work on the machine is not
+    counted)."""
     decoder, codec = models.decoder, models.codec
     generator = torch.Generator().manual_seed(seed)
     steps = decoder.generate_steps(
@@ -110,16 +112,16 @@ def answer(
     decoder_s = codec_s = 0.0
     left_out = 0
     while True:
-        started = time.perf_counter()
+        started = time.thread_time()
         step = next(steps, None)
-        decoder_s += time.perf_counter() - started
+        decoder_s += time.thread_time() - started
         if step is None:
             break
         present = levels_present(step.codes, decoder.vocab)
         left_out += present is not None
-        started = time.perf_counter()
+        started = time.thread_time()
         _, state = codec.decode_stream(step.codes, state, present)
-        codec_s += time.perf_counter() - started
+        codec_s += time.thread_time() - started
         codes.append(step.codes)
         if step.text is not None and int(step.text[0]) not in (TEXT_PAD, EPAD):
             pieces.append(int(step.text[0]))
@@ -149,10 +151,32 @@ def dbfs(pcm: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(pcm, dtype=np.float64)) + 1e-20))
 
 
+def step_flops(models: Models, memory: Tensor, codes: Tensor) -> dict[str, int]:
+    """Floating-point operations of one guided decoder position (two rows) computing every
+    level and level 0 alone, and of the codec decoding one step: counted, not timed."""
+    decoder = models.decoder
+    speaker = emotion = torch.zeros(1, dtype=torch.long)
+    tokens = torch.full((1, decoder.quantizers, decoder.frames_per_step), 7)
+    text = torch.zeros(1, dtype=torch.long)
+    flops = {}
+    with torch.inference_mode():
+        kv = decoder.project_memory(memory)
+        for name, fine in (("all", None), ("coarse", torch.zeros(1, dtype=torch.bool))):
+            caches = [decoder.new_cache(kv, speaker, emotion, 8, null=null) for null in (0, 1)]
+            with FlopCounterMode(display=False) as counter:
+                for cache in caches:
+                    decoder.step_logits(cache, tokens, text, fine)
+            flops[name] = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            models.codec.decode_stream(codes[:, :, : models.config.frames_per_step])
+        flops["codec"] = counter.get_total_flops()
+    return flops
+
+
 def step_ms(models: Models, memory: Tensor, positions: int = 200) -> dict[str, float]:
-    """Median milliseconds of one guided decoder position (two rows: conditioned and
-    unconditioned, as an answer steps) computing every level, and level 0 alone, the two
-    measured in turn at each position of an answer of `positions`."""
+    """Median CPU milliseconds (this thread's) of one guided decoder position (two rows:
+    conditioned and unconditioned, as an answer steps) computing every level, and level 0
+    alone, the two measured in turn at each position of an answer of `positions`."""
     decoder = models.decoder
     speaker = emotion = torch.zeros(1, dtype=torch.long)
     times: dict[str, list[float]] = {"all": [], "coarse": []}
@@ -167,15 +191,15 @@ def step_ms(models: Models, memory: Tensor, positions: int = 200) -> dict[str, f
         fine = {"all": None, "coarse": torch.zeros(1, dtype=torch.bool)}
         for _ in range(positions):
             for name, pair in caches.items():
-                started = time.perf_counter()
+                started = time.thread_time()
                 for cache in pair:
                     decoder.step_logits(cache, tokens, text, fine[name])
-                times[name].append(time.perf_counter() - started)
+                times[name].append(time.thread_time() - started)
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def head_ms(models: Models, rows: int, levels: str) -> float:
-    """Milliseconds of the code head for `rows` rows: every level, or level 0 alone."""
+    """CPU milliseconds of the code head for `rows` rows: every level, or level 0 alone."""
     head = models.decoder.output
     coarse = models.config.frames_per_step * models.decoder.vocab.size
     weight, bias = (
@@ -185,10 +209,10 @@ def head_ms(models: Models, rows: int, levels: str) -> float:
     with torch.inference_mode():
         for _ in range(10):
             torch.nn.functional.linear(x, weight, bias)
-        started = time.perf_counter()
+        started = time.thread_time()
         for _ in range(500):
             torch.nn.functional.linear(x, weight, bias)
-    return (time.perf_counter() - started) / 500 * 1000
+    return (time.thread_time() - started) / 500 * 1000
 
 
 @dataclass
@@ -241,7 +265,7 @@ class Quality:
 
 
 def codec_ms(models: Models, codes: Tensor, quiet: QuietCodes, repeats: int = 200) -> dict:
-    """Median milliseconds of the codec decoding one step of `codes` (1, Q, frames), streamed,
+    """Median CPU milliseconds of the codec decoding one step of `codes` (1, Q, frames), streamed,
     with every level and with the finer levels left out."""
     group = models.config.frames_per_step
     step = codes[:, :, :group]
@@ -252,9 +276,9 @@ def codec_ms(models: Models, codes: Tensor, quiet: QuietCodes, repeats: int = 20
     with torch.inference_mode():
         for _ in range(repeats):
             for name, mask in (("all", None), ("coarse", present)):
-                started = time.perf_counter()
+                started = time.thread_time()
                 _, states[name] = models.codec.decode_stream(step, states[name], mask)
-                times[name].append(time.perf_counter() - started)
+                times[name].append(time.thread_time() - started)
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
@@ -267,9 +291,9 @@ def main() -> int:
     torch.set_num_threads(1)
     models = load(DEMO_CHECKPOINT, "demo")
     config, rate = models.config, models.config.codec.sample_rate
-    started = time.perf_counter()
+    started = time.thread_time()
     quiet = models.codec.quiet_codes
-    table_s = time.perf_counter() - started
+    table_s = time.thread_time() - started
     print(
         f"{datetime.now(UTC).isoformat(timespec='seconds')} {platform.machine()} "
         f"{os.cpu_count()} cpu, torch {torch.__version__}, 1 thread"
@@ -326,11 +350,15 @@ def main() -> int:
         f"{steps['coarse']:.3f} ms ({saved:.1%} less); codec step, median: every level "
         f"{codec['all']:.3f} ms, level 0 {codec['coarse']:.3f} ms"
     )
+    flops = step_flops(models, memory, runs["off"].codes)
     share = on.left_out / on.steps
-    whole = steps["all"] + codec["all"]
-    cut = steps["all"] - steps["coarse"] + codec["all"] - codec["coarse"]
+    whole = flops["all"] + flops["codec"]
+    cut = flops["all"] - flops["coarse"]
     print(
-        f"compute saved per answer: {share:.1%} of steps x {cut:.3f} ms = {share * cut / whole:.1%}"
+        f"FLOPs of a step: decoder position (guided) every level {flops['all'] / 1e6:.2f} M, "
+        f"level 0 {flops['coarse'] / 1e6:.2f} M; codec {flops['codec'] / 1e6:.2f} M; compute "
+        f"saved per answer: {share:.1%} of steps x {cut / whole:.1%} of a step's FLOPs = "
+        f"{share * cut / whole:.1%}"
     )
     for rows in (1, 2, 8):
         print(
