@@ -277,6 +277,12 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="the agent's own peer connections gather TURN candidates too (agent behind NAT)",
     )
     p.add_argument(
+        "--all-levels",
+        action="store_true",
+        help="s2s: compute and draw every codec level of every answer step (by default the "
+        "finer levels of silent steps are left out)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -341,7 +347,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_socket is not None:  # behind the router, which checks tokens and rates
         access = AccessPolicy(behind_router=True)
     checkpoint = None if args.untrained else args.checkpoint
-    responder = make_responder(args.responder, checkpoint, args.preset)
+    responder = make_responder(args.responder, checkpoint, args.preset, not args.all_levels)
     capacity = configured_capacity or _measured_capacity(responder, args.listen_batch_ms)
     app = create_app(
         responder,

@@ -13,10 +13,14 @@ through TeluCodec; s2s: the transformer."""
 
 
 def make_responder(
-    name: str, checkpoint: str | Path | None = None, preset: str = "demo"
+    name: str,
+    checkpoint: str | Path | None = None,
+    preset: str = "demo",
+    fewer_levels: bool = True,
 ) -> Responder:
     """Build the responder called `name`; the model responders load `checkpoint` (or the
-    preset's untrained weights). ValueError lists the known names."""
+    preset's untrained weights). ValueError lists the known names. fewer_levels: the s2s
+    answers leave out the finer codec levels of their silent steps."""
     if name == "parrot":
         from models.asr.checkpoint import load_recognizer
 
@@ -28,7 +32,9 @@ def make_responder(
     from models.loading import load
 
     models = load(checkpoint, preset)
-    return CodecResponder(models) if name == "codec" else S2SResponder(models)
+    if name == "codec":
+        return CodecResponder(models)
+    return S2SResponder(models, fewer_levels=fewer_levels)
 
 
 __all__ = ["CallOptions", "Responder", "ResponderSession", "UserTurn", "make_responder"]

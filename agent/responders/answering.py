@@ -12,6 +12,10 @@ while any answer is hungry and sleeps otherwise, so answers are generated at the
 are played with a little in hand, and a new answer's first chunk waits only for the step in
 progress. Every answer in the batch advances with each step (the rows stay in lock step); one
 ahead of its pace is simply further ahead, within its `max_steps`.
+
+With the codec's quiet codes (`quiet`), each answer leaves out the finer levels of its silent
+steps (`models.s2s.answer_draw`): the decoder computes those levels' logits only for the rows
+whose answers need them, and the codec decodes the left-out frames from level 0.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from torch import Tensor
 
 from agent.process.exit_stop import stop_at_exit
 from models.codec.codec import DecoderState
+from models.codec.quiet import QuietCodes
 from models.loading import Models
-from models.s2s.answer_draw import AnswerDraw, AnswerStep, guided
+from models.s2s.answer_draw import AnswerDraw, AnswerStep, guided, levels_present
 from models.s2s.answer_rows import RowsHandle
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import Sampling
@@ -73,8 +78,17 @@ class Answer:
 class AnsweringThread:
     """Steps the answers of all calls of one set of models as one batch, on one thread."""
 
-    def __init__(self, models: Models, step_s: float, lead_s: float = LEAD_S) -> None:
+    def __init__(
+        self,
+        models: Models,
+        step_s: float,
+        lead_s: float = LEAD_S,
+        quiet: QuietCodes | None = None,
+    ) -> None:
+        """quiet: the codec's quiet level-0 codes, to leave out the finer levels of silent
+        steps; None computes and draws every level."""
         self._models = models
+        self._quiet = quiet
         self._step_s = step_s
         self._lead_steps = max(1, round(lead_s / step_s))
         self._rows = models.decoder.answer_rows()
@@ -111,7 +125,7 @@ class AnsweringThread:
         with torch.inference_mode():
             conditions = decoder.answer_conditions(speaker, emotion, sampling.guidance)
         device = memory.keys.device
-        draw = AnswerDraw(decoder, 1, sampling, generator, max_steps, device)
+        draw = AnswerDraw(decoder, 1, sampling, generator, max_steps, device, self._quiet)
         answer = Answer(draw, sampling.guidance, memory, conditions)
         with self._wake:
             self._arriving.append(answer)
@@ -203,7 +217,7 @@ class AnsweringThread:
         text = None
         if texts[0] is not None:
             text = torch.cat([t.expand(n) for t, n in zip(texts, counts, strict=True)])
-        logits, text_logits = decoder.step_logits(self._rows, tokens, text)
+        logits, text_logits = decoder.step_logits(self._rows, tokens, text, self._fine(counts))
         done: list[tuple[Answer, AnswerStep]] = []
         over: list[Answer] = []
         for answer in self._answers:
@@ -219,15 +233,29 @@ class AnsweringThread:
             self._decode(done)
         self._drop(over)
 
+    def _fine(self, counts: list[int]) -> Tensor | None:
+        """The rows whose answers need the logits of levels 1.. at this step (None: all)."""
+        needs = [a.draw.needs_fine() for a in self._answers]
+        if all(n is None for n in needs):
+            return None
+        device = self._rows.row_positions.device
+        return torch.cat(
+            [
+                torch.ones(n, dtype=torch.bool, device=device) if need is None else need.expand(n)
+                for need, n in zip(needs, counts, strict=True)
+            ]
+        )
+
     def _decode(self, done: list[tuple[Answer, AnswerStep]]) -> None:
         codec = self._models.codec
         codes = torch.cat([step.codes for _, step in done])
         if any(a.codec_state is None for a, _ in done):
-            like = codec.quantizer.decode(codes[:1, :, :1])  # the latents' dtype and device
+            like = codec.quantizer.decode(codes[:1, :1, :1])  # the latents' dtype and device
             for answer, _ in done:
                 answer.codec_state = answer.codec_state or codec.initial_decoder_state(1, like)
         states = DecoderState.stack([a.codec_state for a, _ in done])
-        pcm, state = codec.decode_stream(codes, states)
+        present = levels_present(codes, self._models.decoder.vocab)
+        pcm, state = codec.decode_stream(codes, states, present)
         now = time.monotonic()
         for (answer, step), row_pcm, row_state in zip(done, pcm, state.rows(), strict=True):
             answer.codec_state = row_state

@@ -240,7 +240,9 @@ class S2SResponder(Responder):
     """Factory of S2SSession around one shared set of models.
 
     seed: every call's answers are drawn from a generator seeded with it (the same audio gets
-    the same answers, for tests and measurements); None seeds each call from fresh entropy."""
+    the same answers, for tests and measurements); None seeds each call from fresh entropy.
+    fewer_levels: leave out the finer codec levels of the answers' silent steps (neither
+    computed nor drawn, `models.s2s.answer_draw`); False computes every level."""
 
     name = "s2s"
     has_eot_head = True
@@ -252,6 +254,7 @@ class S2SResponder(Responder):
         sampling: Sampling = ANSWERS,
         max_answer_s: float = MAX_ANSWER_S,
         seed: int | None = None,
+        fewer_levels: bool = True,
     ) -> None:
         self.models = models
         encoder = models.config.encoder
@@ -261,6 +264,8 @@ class S2SResponder(Responder):
         self.sampling = sampling
         self.max_answer_s = max_answer_s
         self.seed = seed
+        self.quiet = models.codec.quiet_codes if fewer_levels else None
+        """The codec's quiet codes when silent steps leave their finer levels out."""
 
     def open(self, options: CallOptions) -> ResponderSession:
         return S2SSession(
@@ -276,7 +281,7 @@ class S2SResponder(Responder):
     def answering(self) -> AnsweringThread:
         """The thread that steps the answers of all calls as one batch (started with the
         first call)."""
-        return AnsweringThread(self.models, self.models.config.step_ms / 1000)
+        return AnsweringThread(self.models, self.models.config.step_ms / 1000, quiet=self.quiet)
 
     def hear_batch(
         self, sessions: list[ResponderSession], windows: list[np.ndarray], starts: list[int]

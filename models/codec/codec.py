@@ -17,12 +17,14 @@ tail from one chunk to the next.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
 
 from models.codec.networks import build_decoder, build_encoder
 from models.codec.quantizer import ResidualVectorQuantizer
+from models.codec.quiet import QuietCodes, find_quiet_codes
 from models.config import CodecConfig
 
 
@@ -61,6 +63,12 @@ class TeluCodec(nn.Module):
         self.quantizer = ResidualVectorQuantizer(config)
         self.decoder = build_decoder(config)
 
+    @cached_property
+    def quiet_codes(self) -> QuietCodes:
+        """The level-0 codes of near-silent audio (`models.codec.quiet`), found once, on first
+        use, from the weights the codec has then (a loaded model's)."""
+        return find_quiet_codes(self)
+
     def _check_wav(self, wav: Tensor) -> None:
         if wav.dim() != 2 or wav.shape[1] == 0 or wav.shape[1] % self.hop:
             raise ValueError(
@@ -68,10 +76,12 @@ class TeluCodec(nn.Module):
                 f"got {tuple(wav.shape)}"
             )
 
-    def _check_codes(self, codes: Tensor) -> None:
+    def _check_codes(self, codes: Tensor, present: Tensor | None = None) -> None:
         if codes.dim() != 3 or codes.shape[2] == 0 or codes.dtype.is_floating_point:
             raise ValueError(f"expected integer codes (batch, levels, frames), got {codes.shape}")
         self.quantizer.check_levels(codes.shape[1])
+        if present is not None and (present.shape != codes.shape or present.dtype != torch.bool):
+            raise ValueError(f"expected a bool level mask of shape {tuple(codes.shape)}")
 
     def _levels(self, levels: int | None) -> int:
         return self.config.num_quantizers if levels is None else levels
@@ -99,10 +109,12 @@ class TeluCodec(nn.Module):
         self._check_wav(wav)
         return self.quantizer.encode(self.encoder(wav[:, None]), self._levels(levels))
 
-    def decode(self, codes: Tensor) -> Tensor:
-        """PCM (batch, frames * hop) of codes (batch, q, frames) from the first q levels."""
-        self._check_codes(codes)
-        return self.decoder(self.quantizer.decode(codes))[:, 0]
+    def decode(self, codes: Tensor, present: Tensor | None = None) -> Tensor:
+        """PCM (batch, frames * hop) of codes (batch, q, frames) from the first q levels;
+        `present` (batch, q, frames) bool leaves out the levels it marks False, frame by frame
+        (`ResidualVectorQuantizer.decode`)."""
+        self._check_codes(codes, present)
+        return self.decoder(self.quantizer.decode(codes, present))[:, 0]
 
     @torch.no_grad()
     def encode_stream(
@@ -131,15 +143,16 @@ class TeluCodec(nn.Module):
 
     @torch.no_grad()
     def decode_stream(
-        self, codes: Tensor, state: DecoderState | None = None
+        self, codes: Tensor, state: DecoderState | None = None, present: Tensor | None = None
     ) -> tuple[Tensor, DecoderState]:
         """PCM (batch, f * hop) of the next codes (batch, q, f), and the new state.
 
         Start with `state` None; pass the returned state with the next codes. The number of
-        levels q may change from one call to the next.
+        levels q may change from one call to the next, and `present` (batch, q, f) bool leaves
+        out levels frame by frame, as in `decode`.
         """
-        self._check_codes(codes)
-        latent = self.quantizer.decode(codes)
+        self._check_codes(codes, present)
+        latent = self.quantizer.decode(codes, present)
         if state is None:
             state = self.initial_decoder_state(latent.shape[0], latent)
         wav, contexts = self.decoder.stream(latent, state.contexts)

@@ -155,9 +155,17 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(level_codes.view(batch, frames))
         return torch.stack(codes, dim=1)
 
-    def decode(self, codes: Tensor) -> Tensor:
-        """Sum of the codewords of (batch, levels, frames) codes: (batch, dim, frames)."""
+    def decode(self, codes: Tensor, present: Tensor | None = None) -> Tensor:
+        """Sum of the codewords of (batch, levels, frames) codes: (batch, dim, frames).
+
+        present: optional (batch, levels, frames) bool, False where a level's code is absent
+        from a frame (its value is then ignored): that frame is the sum of its present levels'
+        codewords only. All True is the same as None."""
         self.check_levels(codes.shape[1])
         used = self.levels[: codes.shape[1]]
+        if present is not None:
+            codes = codes.masked_fill(~present, 0)
         quantized = torch.stack([codebook.lookup(codes[:, i]) for i, codebook in enumerate(used)])
+        if present is not None:
+            quantized = quantized * present.transpose(0, 1)[..., None].to(quantized.dtype)
         return quantized.sum(0).transpose(1, 2)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.codec.quiet import QuietCodes
 from models.controls import DEFAULT_SPEAKER
 from models.data.manifest import Entry
 from models.loading import Models
@@ -56,6 +57,7 @@ def evaluate_cloning(
     generator: torch.Generator,
     speaker_encoder: SpeakerEncoder,
     turns_per_voice: int = 4,
+    quiet: QuietCodes | None = None,
 ) -> dict[str, Any]:
     """Held-out voice figures of a split (empty when it has fewer than two such voices)."""
     from models.eval.s2s import generate_answers
@@ -86,6 +88,7 @@ def evaluate_cloning(
                 MIN_ANSWER_STEPS * 4,
                 sampling,
                 generator,
+                quiet=quiet,
                 voices=reference[None].to(device),
             ).wavs[0]
             hit = (

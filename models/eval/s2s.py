@@ -53,11 +53,13 @@ from models.asr.checkpoint import recognizer_sha256
 from models.asr.errors import ErrorRates
 from models.asr.model import Recognizer
 from models.asr.stream import transcribe
+from models.codec.quiet import QuietCodes
 from models.data.manifest import Entry, dialogue_pairs, read_manifest
 from models.eval.cloning import evaluate_cloning
 from models.eval.emotion import evaluate_emotion_classifier, train_emotion_classifier
 from models.eval.judge import IntentTexts, cer, said_back
 from models.loading import Models, load
+from models.s2s.answer_draw import levels_present
 from models.s2s.delay import TEXT_PAD
 from models.s2s.sampling import ANSWERS, Sampling
 from models.s2s.user_text import user_pieces
@@ -138,22 +140,14 @@ class Answers(NamedTuple):
 
 
 @torch.inference_mode()
-def generate_answers(
-    models: Models,
-    user: np.ndarray,
-    speakers: Tensor,
-    emotions: Tensor,
-    max_steps: int,
-    sampling: Sampling,
-    generator: torch.Generator | None,
-    voices: Tensor | None = None,
-) -> Answers:
-    """Answers to one user turn for each (speaker, emotion) of a batch, drawn from `generator`
-    (None: greedy only). The turn is encoded followed by silence, as in training and in a
-    call, and the memory is the encoder output of the turn's steps and, with text streams, the
-    pieces of what the recognizer heard of the turn (as the agent runs it). With `voices`
-    (batch, speaker_embedding_dim), the decoder answers in those zero-shot voices while the
-    encoder hears as the named `speakers`, as in a call given a voice."""
+def turn_memory(
+    models: Models, user: np.ndarray, speakers: Tensor, emotions: Tensor
+) -> tuple[Tensor, str | None]:
+    """The decoder memory (batch, S, encoder dim) of one user turn for each (speaker,
+    emotion) of a batch, and what the recognizer heard of the turn (None for a codes-only
+    model). The turn is encoded followed by silence, as in training and in a call, and the
+    memory is the encoder output of the turn's steps and, with text streams, the pieces of
+    what the recognizer heard (as the agent runs it)."""
     config = models.config
     device = next(models.encoder.parameters()).device
     step_samples = models.codec.hop * config.frames_per_step
@@ -171,6 +165,28 @@ def generate_answers(
         if len(pieces):
             words = user_text(pieces[None].to(device))
             memory = torch.cat((memory, words.expand(len(speakers), -1, -1)), dim=1)
+    return memory, heard
+
+
+@torch.inference_mode()
+def generate_answers(
+    models: Models,
+    user: np.ndarray,
+    speakers: Tensor,
+    emotions: Tensor,
+    max_steps: int,
+    sampling: Sampling,
+    generator: torch.Generator | None,
+    quiet: QuietCodes | None = None,
+    voices: Tensor | None = None,
+) -> Answers:
+    """Answers to one user turn for each (speaker, emotion) of a batch, drawn from `generator`
+    (None: greedy only), from the memory of `turn_memory`. quiet: the codec's quiet codes, to
+    leave out the finer levels of silent steps as the agent does. With `voices` (batch,
+    speaker_embedding_dim), the decoder answers in those zero-shot voices while the encoder
+    hears as the named `speakers`, as in a call given a voice."""
+    config = models.config
+    memory, heard = turn_memory(models, user, speakers, emotions)
     generated = list(
         models.decoder.generate_steps(
             memory,
@@ -179,6 +195,7 @@ def generate_answers(
             sampling,
             generator,
             max_steps=max_steps,
+            quiet=quiet,
         )
     )
     steps = [step.codes for step in generated]
@@ -191,7 +208,8 @@ def generate_answers(
             wavs.append(np.zeros(0, dtype=np.float32))
             continue
         codes = answer[row : row + 1, :, :length].flatten(2)
-        wavs.append(models.codec.decode(codes)[0].cpu().numpy())
+        present = levels_present(codes, models.decoder.vocab)
+        wavs.append(models.codec.decode(codes, present)[0].cpu().numpy())
     meant = None
     if generated and generated[0].text is not None and models.tokenizer is not None:
         text = torch.stack([step.text for step in generated], dim=1)  # type: ignore[misc]
@@ -418,12 +436,15 @@ def evaluate_s2s(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    fewer_levels: bool = True,
     voice_turns: int = 4,
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
     random) user turns of `split`, each answered in every voice (see the module doc), and
     `voice_turns` answers in each held-out voice of the split (`models.eval.cloning`; 0: none).
-    `seed` picks the turns and seeds the one generator all answers are drawn from, in order."""
+    `seed` picks the turns and seeds the one generator all answers are drawn from, in order.
+    fewer_levels: the answers leave out the finer codec levels of their silent steps, as the
+    agent's do."""
     manifest = Path(manifest)
     models = load(checkpoint, device=select_device(device))
     config = models.config
@@ -470,6 +491,7 @@ def evaluate_s2s(
             max(MIN_ANSWER_STEPS, 2 * reference_steps),
             sampling,
             generator,
+            models.codec.quiet_codes if fewer_levels else None,
         )
         target = intent(reference)
         emotions = classifier.predict(wavs)
@@ -501,6 +523,7 @@ def evaluate_s2s(
             generator,
             speaker_encoder,
             voice_turns,
+            models.codec.quiet_codes if fewer_levels else None,
         )
     heard_verdicts = {}
     if judge is not None:
@@ -533,6 +556,7 @@ def evaluate_s2s(
         "temperature": sampling.temperature,
         "top_k": sampling.top_k,
         "guidance": sampling.guidance,
+        "fewer_levels": fewer_levels,
     }
 
 
@@ -631,6 +655,12 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "--seed", type=int, default=0, help="picks the turns and seeds the answers' sampling"
     )
     p.add_argument(
+        "--all-levels",
+        action="store_true",
+        help="draw every codec level of every answer step (the agent leaves out the finer "
+        "levels of silent steps)",
+    )
+    p.add_argument(
         "--voice-turns",
         type=int,
         default=4,
@@ -654,6 +684,7 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         args.seed,
         progress=not args.json,
         voice_turns=args.voice_turns,
+        fewer_levels=not args.all_levels,
     )
     if not args.json:
         print(format_report(result))

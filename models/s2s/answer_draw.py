@@ -5,6 +5,12 @@ and when the answer is over, apart from how its logits are computed.
 steps the answers of several calls as one batch (agent/responders/answering.py) runs one
 `AnswerDraw` per call against rows of a shared cache. Both draw the same tokens from the same
 logits: per call, from the call's own generator.
+
+Fewer levels in silence (with the codec's `QuietCodes`): the codebook delays draw a step's
+level 0 before its finer levels, so when every frame of a step has a quiet level-0 code, its
+finer levels are left out: their logits are not computed (`needs_fine`), nothing is drawn for
+them, the step's codes carry PAD there (the codec decodes such frames from the levels present,
+`levels_present`), and the next position reads the codec's `fill` codes in their place.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from models.s2s.delay import TEXT_PAD
+from models.codec.quiet import QuietCodes
+from models.s2s.delay import TEXT_PAD, Vocabulary
 from models.s2s.sampling import Sampling, sample
 from models.text.tokenizer import BOS, EOS, UNK
 
@@ -34,6 +41,13 @@ class AnswerStep(NamedTuple):
     """(batch,) the step's text token (a piece, PAD or EPAD); None without a text stream."""
 
 
+def levels_present(codes: Tensor, vocab: Vocabulary) -> Tensor | None:
+    """(batch, Q, frames) answer codes -> the codec's level mask (False where a level was
+    left out, PAD), or None when every level is present."""
+    present = codes < vocab.codebook_size
+    return None if bool(present.all()) else present
+
+
 def guided(base: Tensor, conditioned: Tensor, guidance: float) -> Tensor:
     """Classifier-free guidance: unconditioned + guidance x (conditioned - unconditioned)."""
     return base + guidance * (conditioned - base)
@@ -49,7 +63,8 @@ class AnswerDraw:
     after it, exactly as the training `inputs`). The answer ends at every sample's EOS (only
     codebook 0, frame 0 may say it) or after `max_steps` steps. The text token of a step is
     drawn at the position of its coarse codes with `sampling.text_temperature`, among pieces,
-    PAD and EPAD."""
+    PAD and EPAD. With `quiet`, the finer levels of a step whose level-0 codes are all quiet
+    are left out (the module docstring)."""
 
     def __init__(
         self,
@@ -59,6 +74,7 @@ class AnswerDraw:
         generator: torch.Generator | None,
         max_steps: int,
         device: torch.device,
+        quiet: QuietCodes | None = None,
     ) -> None:
         self.sampling = sampling
         self.text_sampling = sampling.for_text()
@@ -89,6 +105,12 @@ class AnswerDraw:
         self._text_grid = torch.full(
             (batch, self.positions), TEXT_PAD, dtype=torch.long, device=device
         )
+        self._quiet = None if quiet is None else QuietCodes(quiet.quiet.to(device), quiet.fill)
+        fill = [pad] + ([] if quiet is None else quiet.fill.tolist())
+        self._fill = torch.tensor(fill, device=device)[:, None]
+        """(Q, 1): what the next position reads in a left-out slot (level 0 is never one)."""
+        self._left: Tensor | None = None
+        """(batch, Q) bool: the slots of the next position that are left out; None: none."""
         self._tokens = self._grid[:, :, 0].clone()  # position 0 sees PAD (BOS) everywhere
         self._text = self._text_grid[:, 0].clone() if self._has_text else None
         self.position = 0
@@ -102,6 +124,24 @@ class AnswerDraw:
             self._last_end is not None and done >= self._last_end
         )
 
+    def needs_fine(self) -> Tensor | None:
+        """(batch,) bool: the samples whose next position needs the logits of levels 1..;
+        None when all do."""
+        if self._left is None:
+            return None
+        return ~self._left[:, 1:].all(dim=1)
+
+    def _left_out(self) -> Tensor | None:
+        """The next position's left-out slots: level q > 0 of a step drawn at an earlier
+        position (delays[q] > 0) whose level-0 codes are all quiet."""
+        if self._quiet is None:
+            return None
+        step_of = self.position - self._lag
+        earlier = (step_of >= 0) & (self._lag > 0)
+        coarse = self._grid[:, 0, step_of.clamp(0, self.positions - 1)]  # (batch, Q, G)
+        left = self._quiet.is_quiet(coarse).all(dim=2) & earlier
+        return left if bool(left.any()) else None
+
     def inputs(self) -> tuple[Tensor, Tensor | None]:
         """The next position's input: the previous position's codes (batch, Q, G) and text
         token (batch,) (None without a text stream)."""
@@ -110,10 +150,13 @@ class AnswerDraw:
     def take(self, logits: Tensor, text_logits: Tensor | None) -> AnswerStep | None:
         """Draw the position's tokens from its code logits (batch, Q, G, vocab) and text
         logits (batch, text vocab); the step it completes, if any."""
-        position, pad, eos = self.position, self._pad, self._eos
-        sampled = sample(
-            logits.masked_fill(~self._allowed, float("-inf")), self.sampling, self.generator
-        )
+        position, pad, eos, left = self.position, self._pad, self._eos, self._left
+        allowed = logits.masked_fill(~self._allowed, float("-inf"))
+        if left is None:
+            sampled = sample(allowed, self.sampling, self.generator)
+        else:  # draw the slots present only; PAD marks the others
+            sampled = torch.full(allowed.shape[:-1], pad, dtype=torch.long, device=logits.device)
+            sampled[~left] = sample(allowed[~left], self.sampling, self.generator)
         step_of = (position - self._lag)[None, :, None]
         ends = self._end[:, None, None]
         tokens = torch.where(step_of == ends, eos, sampled)
@@ -125,7 +168,7 @@ class AnswerDraw:
             if bool((self._end != self._never).all()):
                 self._last_end = int(self._end.max())
         self._grid[:, :, position] = tokens
-        self._tokens = tokens
+        self._tokens = tokens if left is None else torch.where(left[..., None], self._fill, tokens)
         if text_logits is not None and self._text_allowed is not None:
             masked = text_logits.masked_fill(~self._text_allowed, float("-inf"))
             text = sample(masked, self.text_sampling, self.generator)
@@ -133,6 +176,7 @@ class AnswerDraw:
             self._text_grid[:, position] = text
             self._text = text
         self.position += 1
+        self._left = self._left_out()
         done = position - self.max_delay
         if done < 0 or (self._last_end is not None and done >= self._last_end):
             return None

@@ -27,6 +27,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from models.codec.quiet import QuietCodes
 from models.config import S2SConfig
 from models.modules.attention import RotaryEmbedding, attend
 from models.s2s.answer_draw import AnswerDraw, AnswerStep, guided
@@ -48,8 +49,9 @@ from models.s2s.kv_cache import DecoderCache, MemoryCache
 from models.s2s.sampling import Sampling
 
 MemoryKV = tuple[Tensor, Tensor, Tensor | None]
-Stepper = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
-"""One decoder position: (codes, text token) of the previous one -> (code, text) logits."""
+Stepper = Callable[[Tensor, Tensor | None, Tensor | None], tuple[Tensor, Tensor | None]]
+"""One decoder position: (codes, text token) of the previous one and the rows that need the
+logits of levels 1.. (None: all) -> (code, text) logits."""
 
 """A layer's memory keys, values (batch, heads, S, head_dim) and mask (batch, 1, 1, S)."""
 
@@ -168,6 +170,26 @@ class StreamingDecoder(nn.Module):
         logits = self.output(self.norm(x))
         logits = logits.view(batch, positions, self.quantizers, self.frames_per_step, -1)
         return logits.transpose(1, 2)
+
+    def project_step(self, x: Tensor, fine: Tensor | None = None) -> Tensor:
+        """One position's hidden states (batch, dim) -> code logits (batch, Q, G, vocab).
+
+        fine: (batch,) bool; when given, the code head's rows of levels 1.. are computed only
+        for the rows it marks True, the others' logits of those levels are zero (their slots
+        are left out, `AnswerDraw`): the matmul covers level 0 alone for them. An int8 head
+        (`models.speed`) always computes every level."""
+        if fine is None or not isinstance(self.output, nn.Linear):
+            return self.project_codes(x[:, None])[:, :, 0]
+        batch = x.shape[0]
+        h = self.norm(x)
+        coarse = self.frames_per_step * self.vocab.size
+        logits = h.new_zeros(batch, self.output.out_features)
+        if bool(fine.any()):
+            logits[fine] = self.output(h[fine])
+        if not bool(fine.all()):
+            weight, bias = self.output.weight[:coarse], self.output.bias[:coarse]
+            logits[~fine, :coarse] = nn.functional.linear(h[~fine], weight, bias)
+        return logits.view(batch, self.quantizers, self.frames_per_step, -1)
 
     def hidden(
         self,
@@ -399,10 +421,15 @@ class StreamingDecoder(nn.Module):
         return self.step_logits(cache, tokens, text)[0]
 
     def step_logits(
-        self, cache: DecoderCache | AnswerRows, tokens: Tensor, text: Tensor | None = None
+        self,
+        cache: DecoderCache | AnswerRows,
+        tokens: Tensor,
+        text: Tensor | None = None,
+        fine: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """`step`, returning the text-stream logits (batch, text vocab) too (None without a
-        text stream)."""
+        text stream); `fine` (batch,) bool limits the logits of levels 1.. to the rows it
+        marks (`project_step`)."""
         cache.check_room()
         x = self.embed(tokens[:, :, None]) + cache.condition[:, None]
         x = x + self._embed_text(None if text is None else text[:, None], x)
@@ -412,7 +439,7 @@ class StreamingDecoder(nn.Module):
             x = layer(x, self.rope, cache.position, memory, cache, index, self_mask)
         cache.advance()
         text_logits = None if self.text_output is None else self.text_logits(x)[:, 0]
-        return self.project_codes(x)[:, :, 0], text_logits
+        return self.project_step(x[:, 0], fine), text_logits
 
     def generate_stream(
         self,
@@ -424,10 +451,19 @@ class StreamingDecoder(nn.Module):
         max_steps: int | None = None,
         memory_mask: Tensor | None = None,
         use_cuda_graph: bool = False,
+        quiet: QuietCodes | None = None,
     ) -> Iterator[Tensor]:
         """The codes (batch, Q, G) of each step of `generate_steps` (the text dropped)."""
         steps = self.generate_steps(
-            memory, speaker, emotion, sampling, generator, max_steps, memory_mask, use_cuda_graph
+            memory,
+            speaker,
+            emotion,
+            sampling,
+            generator,
+            max_steps,
+            memory_mask,
+            use_cuda_graph,
+            quiet,
         )
         return (step.codes for step in steps)
 
@@ -441,6 +477,7 @@ class StreamingDecoder(nn.Module):
         max_steps: int | None = None,
         memory_mask: Tensor | None = None,
         use_cuda_graph: bool = False,
+        quiet: QuietCodes | None = None,
     ) -> Iterator[AnswerStep]:
         """Yield each answer step as soon as all its codebooks exist (the first after
         max(delays) + 1 positions), until every sample's EOS or `max_steps` steps: its codes
@@ -455,6 +492,9 @@ class StreamingDecoder(nn.Module):
         The text token of a step is drawn at the position of its coarse codes, with
         `sampling.text_temperature` (0: greedy), among pieces, PAD and EPAD.
         use_cuda_graph replays the step as a captured CUDA graph (CUDA only).
+        quiet: the codec's quiet level-0 codes (`TeluCodec.quiet_codes`); when given, the finer
+        levels of a step whose level-0 codes are all quiet are neither computed nor drawn: they
+        are PAD in the step's codes (decode the step without them, `levels_present`).
 
         sampling.guidance: classifier-free guidance on the speaker/emotion conditioning. Above
         1 every position also runs under the null conditioning (a second answer cache, the
@@ -478,7 +518,15 @@ class StreamingDecoder(nn.Module):
         if use_cuda_graph and torch.device(device).type != "cuda":
             raise ValueError("CUDA graphs need the decoder and memory on a CUDA device")
         return self._generate(
-            memory, speaker, emotion, sampling, generator, max_steps, memory_mask, use_cuda_graph
+            memory,
+            speaker,
+            emotion,
+            sampling,
+            generator,
+            max_steps,
+            memory_mask,
+            use_cuda_graph,
+            quiet,
         )
 
     def _stepper(self, cache: DecoderCache, use_cuda_graph: bool) -> Stepper:
@@ -495,6 +543,7 @@ class StreamingDecoder(nn.Module):
         max_steps: int,
         memory_mask: Tensor | None,
         use_cuda_graph: bool,
+        quiet: QuietCodes | None,
     ) -> Iterator[AnswerStep]:
         if isinstance(memory, Tensor):
             memory = self.project_memory(memory, memory_mask)
@@ -506,16 +555,20 @@ class StreamingDecoder(nn.Module):
             free = self.new_cache(memory, speaker, emotion, positions, use_cuda_graph, null=True)
             conditioned, unconditioned = step, self._stepper(free, use_cuda_graph)
 
-            def step(tokens: Tensor, text: Tensor | None) -> tuple[Tensor, Tensor | None]:
-                base, base_text = unconditioned(tokens, text)
-                codes, words = conditioned(tokens, text)
+            def step(
+                tokens: Tensor, text: Tensor | None, fine: Tensor | None
+            ) -> tuple[Tensor, Tensor | None]:
+                base, base_text = unconditioned(tokens, text, fine)
+                codes, words = conditioned(tokens, text, fine)
                 if words is not None and base_text is not None:
                     words = guided(base_text, words, guidance)
                 return guided(base, codes, guidance), words
 
-        draw = AnswerDraw(self, memory.batch, sampling, generator, max_steps, cache.keys.device)
+        draw = AnswerDraw(
+            self, memory.batch, sampling, generator, max_steps, cache.keys.device, quiet
+        )
         while not draw.over:
-            answer_step = draw.take(*step(*draw.inputs()))
+            answer_step = draw.take(*step(*draw.inputs(), draw.needs_fine()))
             if answer_step is not None:
                 yield answer_step
 
@@ -553,9 +606,12 @@ class CudaGraphStep:
             self.logits = decoder.step_logits(cache, self.tokens, self.text)
         cache.reset()
 
-    def __call__(self, tokens: Tensor, text: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Same as `decoder.step_logits(cache, tokens, text)`; the returned logits are
-        overwritten by the next call."""
+    def __call__(
+        self, tokens: Tensor, text: Tensor | None = None, fine: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Same as `decoder.step_logits(cache, tokens, text)`, every level computed whatever
+        `fine` says (the graph's shapes are fixed); the returned logits are overwritten by the
+        next call."""
         self.cache.check_room()
         self.tokens.copy_(tokens)
         if self.text is not None and text is not None:

@@ -1,16 +1,20 @@
 """Answers stepped together as rows of one batch are the answers each call gets alone: the
 same codes (drawn from each call's own generator), the same text tokens and the same audio,
 for calls that start at different moments, with and without guidance, in named and zero-shot
-voices; an answer cancelled midway frees its rows without disturbing the others."""
+voices, with every level and with the finer levels of quiet steps left out (rows that need
+them and rows that do not in one step); an answer cancelled midway frees its rows without
+disturbing the others."""
 
 import numpy as np
 import pytest
 import torch
 
 from agent.responders.answering import AnsweringThread
+from models.codec.quiet import QuietCodes
 from models.config import DEMO
 from models.controls import emotion_id, speaker_id
 from models.loading import Models, build
+from models.s2s.answer_draw import levels_present
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, GREEDY, Sampling
 
@@ -51,7 +55,18 @@ def controls(speaker: str | torch.Tensor, emotion: str) -> tuple[torch.Tensor, t
     return voice, torch.tensor([emotion_id(emotion)])
 
 
-def alone(models: Models, call: int, sampling: Sampling) -> tuple[list, np.ndarray]:
+def quiet_codes(models: Models) -> QuietCodes:
+    """Three quarters of the level-0 codes called quiet: about a third of a random model's
+    steps are then quiet (its codec's own quiet codes are too few to test with)."""
+    quiet = (
+        torch.arange(models.codec.config.codebook_size) < models.codec.config.codebook_size * 3 // 4
+    )
+    return QuietCodes(quiet, models.codec.quiet_codes.fill)
+
+
+def alone(
+    models: Models, call: int, sampling: Sampling, quiet: QuietCodes | None = None
+) -> tuple[list, np.ndarray]:
     speaker, emotion, steps = CALLS[call]
     generator = torch.Generator().manual_seed(100 + call)
     codec_state = None
@@ -63,16 +78,21 @@ def alone(models: Models, call: int, sampling: Sampling) -> tuple[list, np.ndarr
             sampling,
             generator,
             max_steps=STEPS,
+            quiet=quiet,
         ):
             answer.append(step)
-            chunk, codec_state = models.codec.decode_stream(step.codes, codec_state)
+            present = levels_present(step.codes, models.decoder.vocab)
+            chunk, codec_state = models.codec.decode_stream(step.codes, codec_state, present)
             pcm.append(chunk[0].numpy())
     return answer, np.concatenate(pcm)
 
 
+@pytest.mark.parametrize("fewer_levels", [False, True], ids=["every-level", "fewer-levels"])
 @pytest.mark.parametrize("sampling", [GREEDY, ANSWERS], ids=["greedy", "guided"])
-def test_batched_answers_equal_the_answers_alone(models, sampling):
-    thread = AnsweringThread(models, step_s=0.02, lead_s=10.0)
+def test_batched_answers_equal_the_answers_alone(models, sampling, fewer_levels, monkeypatch):
+    quiet = quiet_codes(models) if fewer_levels else None
+    head_rows = count_head_rows(models, monkeypatch)
+    thread = AnsweringThread(models, step_s=0.02, lead_s=10.0, quiet=quiet)
     answers, readers = [], []
     for call, (speaker, emotion, steps) in enumerate(CALLS):
         for reader in readers:  # the earlier calls move on first: rows at different positions
@@ -90,8 +110,16 @@ def test_batched_answers_equal_the_answers_alone(models, sampling):
     got = []
     for answer in answers:
         got.append(list(answer.read()))
+    left_out = [
+        levels_present(s.codes, models.decoder.vocab) is not None for g in got for _, s in g
+    ]
+    assert any(left_out) == fewer_levels and not all(left_out)
+    batched_rows, silent_steps = head_rows[0], 0
     for call in range(len(CALLS)):
-        expected, expected_pcm = alone(models, call, sampling)
+        expected, expected_pcm = alone(models, call, sampling, quiet)
+        silent_steps += sum(
+            levels_present(s.codes, models.decoder.vocab) is not None for s in expected
+        )
         # the chunks read above came out of the same queue: rebuild the whole answer
         steps = [step for _, step in got[call]]
         assert len(steps) == STEPS - 3 * (len(CALLS) - 1 - call)
@@ -104,6 +132,21 @@ def test_batched_answers_equal_the_answers_alone(models, sampling):
         pcm = np.concatenate([chunk for chunk, _ in got[call]])
         np.testing.assert_allclose(pcm, expected_pcm[len(expected_pcm) - len(pcm) :], atol=1e-4)
     assert thread.answers == 0
+    rows = 1 if sampling.guidance == 1 else 2  # per answer
+    assert batched_rows == rows * (len(CALLS) * (STEPS + 1) - silent_steps)
+
+
+def count_head_rows(models: Models, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows that go through the whole code head (every level), counted as they do."""
+    head, rows = models.decoder.output, [0]
+    forward = head.forward
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        rows[0] += x.shape[:-1].numel()
+        return forward(x)
+
+    monkeypatch.setattr(head, "forward", counting)
+    return rows
 
 
 def test_a_cancelled_answer_leaves_the_others_as_they_were(models):

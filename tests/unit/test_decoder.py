@@ -232,9 +232,9 @@ def test_eos_ends_generation_and_feeds_back_like_training(
     eos_at, seen = 5, []
     step = decoder.step_logits
 
-    def step_with_eos(cache, tokens, text=None):
+    def step_with_eos(cache, tokens, text=None, fine=None):
         seen.append(tokens.clone())
-        logits, text_logits = step(cache, tokens, text)
+        logits, text_logits = step(cache, tokens, text, fine)
         logits[..., VOCAB.pad :] = 1e4  # specials where they are not allowed: never picked
         logits[:, 0, 0, VOCAB.eos] = 1e4 if cache.length - 1 == eos_at else -1e4
         return logits, text_logits
@@ -256,8 +256,8 @@ def test_batched_generation_runs_until_every_sample_ends(
     eos_at = torch.tensor([3, 5])
     step = decoder.step_logits
 
-    def step_with_eos(cache, tokens, text=None):
-        logits, text_logits = step(cache, tokens, text)
+    def step_with_eos(cache, tokens, text=None, fine=None):
+        logits, text_logits = step(cache, tokens, text, fine)
         logits[..., VOCAB.eos] = -1e4
         logits[eos_at == cache.length - 1, 0, 0, VOCAB.eos] = 1e4
         return logits, text_logits
