@@ -2,12 +2,17 @@
 
 Answers arrive as 48 kHz mono float chunks between `AnswerStart` and `AnswerEnd` markers in a
 bounded queue. `recv()` never waits for them: when nothing is queued it sends silence, so the
-stream stays continuous and the first answer frame leaves on the next 20 ms tick.
+stream stays continuous. The first frame of an answer does not wait for the next 20 ms tick:
+while the track is idle, the wait for a silent frame's slot ends as soon as an answer's first
+frame is queued, that frame leaves at once with the next timestamp, and the slots after it
+are counted from it (the timestamps stay contiguous; the receiver sees one frame up to 20 ms
+early, which its jitter buffer absorbs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
 from collections.abc import Callable
@@ -54,6 +59,7 @@ class AnswerTrack(MediaStreamTrack):
         capacity_s: float,
         on_started: Callable[[int, int, float], None] | None = None,
         on_done: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue(
@@ -66,14 +72,22 @@ class AnswerTrack(MediaStreamTrack):
         self._pts = 0
         self._turn: int | None = None
         self._turn_started = False
+        self._clock = clock
+        self._first_queued = False
+        """An answer's first frame is queued and has not left yet."""
+        self._arrived = asyncio.Event()
+        """Set when answer audio is queued: wakes a silent frame's wait for its slot."""
         self.underruns = 0
         self.resyncs = 0
+        self.early_starts = 0
+        """Answers whose first frame left before the slot it would have waited for."""
 
     # producer side ----------------------------------------------------------------------
 
     async def begin(self, turn: int) -> None:
         """Mark the start of an answer."""
         await self._queue.put(AnswerStart(turn))
+        self._first_queued = False
 
     async def play(self, pcm48: np.ndarray) -> None:
         """Queue answer audio (48 kHz mono float); waits while the queue is full."""
@@ -81,6 +95,9 @@ class AnswerTrack(MediaStreamTrack):
         while len(self._pending) >= WIRE_FRAME:
             await self._queue.put(self._pending[:WIRE_FRAME])
             self._pending = self._pending[WIRE_FRAME:]
+            if not self._turn_started:
+                self._first_queued = True
+            self._arrived.set()
 
     async def end(self, turn: int) -> None:
         """Mark the end of an answer; its last partial frame is padded with silence."""
@@ -97,6 +114,7 @@ class AnswerTrack(MediaStreamTrack):
             self._queue.get_nowait()
         self._pending = np.zeros(0, dtype=np.float32)
         self._turn = None
+        self._first_queued = False
 
     @property
     def playing_turn(self) -> int | None:
@@ -119,8 +137,10 @@ class AnswerTrack(MediaStreamTrack):
 
     async def _wait_for_slot(self) -> None:
         """Sleep until this frame's slot on the wall clock; after a stall, skip the slots that
-        passed (the timestamps jump, the receiver conceals) instead of bursting to catch up."""
-        now = time.monotonic()
+        passed (the timestamps jump, the receiver conceals) instead of bursting to catch up.
+        While idle, an answer's first frame ends the wait: it takes this slot now, and the
+        clock restarts from it."""
+        now = self._clock()
         if self._start is None:
             self._start = now
             self._pts = 0
@@ -131,8 +151,15 @@ class AnswerTrack(MediaStreamTrack):
             self.resyncs += 1
             self._pts = int((now - self._start) / FRAME_S) * WIRE_FRAME
             return
-        if due > now:
-            await asyncio.sleep(due - now)
+        while due > now:
+            if self._turn is None and self._first_queued:
+                self._start = now - self._pts / WIRE_RATE
+                self.early_starts += 1
+                return
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), due - now)
+            now = self._clock()
 
     def _next_pcm(self) -> np.ndarray:
         while not self._queue.empty():
@@ -146,6 +173,7 @@ class AnswerTrack(MediaStreamTrack):
             else:
                 if self._turn is not None and not self._turn_started:
                     self._turn_started = True
+                    self._first_queued = False
                     if self._on_started:
                         self._on_started(self._turn, self._pts, time.monotonic())
                 return item

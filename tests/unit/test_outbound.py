@@ -82,3 +82,24 @@ async def test_stopped_track_ends_the_stream():
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_an_answers_first_frame_leaves_without_waiting_for_its_slot():
+    """With the wall clock standing still no slot ever comes due: silence waits, an answer's
+    first frame leaves as soon as it is queued, and the frames after it wait for their slots
+    again, counted from it."""
+    track = AnswerTrack(2.0, clock=lambda: 100.0)
+    await track.recv()  # the first frame anchors the clock
+    waiting = asyncio.create_task(track.recv())
+    await asyncio.sleep(0.06)
+    assert not waiting.done()
+    await track.begin(3)
+    await track.play(np.full(WIRE_FRAME * 2, 0.25, dtype=np.float32))
+    frame = await asyncio.wait_for(waiting, 1.0)
+    assert frame.pts == WIRE_FRAME
+    assert round(float(to_float(frame.to_ndarray().reshape(-1)).mean()), 3) == 0.25
+    assert track.early_starts == 1
+    following = asyncio.create_task(track.recv())
+    await asyncio.sleep(0.06)
+    assert not following.done()  # the answer's second frame keeps its 20 ms slot
+    following.cancel()
