@@ -355,6 +355,7 @@ class Session:
         await self._turn_heard(turn)
         chunks = await self._in(self._answerer, self._responder.respond, turn)
         to_wire_rate = Resampler(WIRE_RATE)
+        to_wire_rate.prime(MODEL_RATE)  # the first 20 ms chunk fills the first wire frame
         captions = self._agent_captions
         try:
             await self.answer_track.begin(turn.turn)
