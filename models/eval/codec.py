@@ -28,7 +28,7 @@ from models.codec import TeluCodec
 from models.data.manifest import read_manifest
 from models.eval.metrics import MelDistance, pesq_wb, si_sdr, stoi
 from models.speech.audio import read_audio
-from models.train.common import select_device
+from models.train.common import select_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def add_eval_codec_command(subparsers: argparse._SubParsersAction) -> argparse.A
     p.add_argument("--levels", type=int, nargs="+", help="quantizer levels (default: every level)")
     p.add_argument("--max-files", type=int, help="score only the first N files")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_run_eval_codec)
@@ -175,6 +176,7 @@ def add_eval_codec_command(subparsers: argparse._SubParsersAction) -> argparse.A
 
 
 def _run_eval_codec(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     result = evaluate_codec(
         args.checkpoint, args.data, args.split, args.levels, args.max_files, args.device
     )

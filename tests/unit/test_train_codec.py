@@ -315,6 +315,8 @@ def test_evaluate_codec_reports_every_level(
             "--json",
             "--device",
             "cpu",
+            "--threads",
+            "1",
         ]
     )
     assert args.run(args) == 0
