@@ -103,9 +103,9 @@ class TeluCodec(nn.Module):
         `levels` None uses all quantizers in eval mode and, in training mode, a uniformly random
         1..num_quantizers in a `quantizer_dropout` share of the calls and all levels in the
         others (quantizer dropout, so the first few levels alone decode). The reconstruction
-        approximates `delayed(wav)`. The losses
-        ("commitment", "orthogonal") are already weighted: add them to the reconstruction loss.
-        In training mode the used codebooks get their EMA update and dead-code replacement.
+        approximates `delayed(wav)`. The losses ("commitment", "orthogonal") are already
+        weighted: add them to the reconstruction loss. In training mode the used codebooks get
+        their EMA update and dead-code replacement.
         """
         self._check_wav(wav)
         if levels is None and self.training:

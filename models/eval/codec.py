@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 METRICS = ("pesq_wb", "stoi", "si_sdr", "mel_distance")
 IMPROVES = ("improves_pesq_wb", "improves_mel_distance")
+"""Per-level flags: higher PESQ-WB, lower mel distance than the level below."""
 
 
 def _mean(values: list[float]) -> float | None:
@@ -116,10 +117,7 @@ def _flag_improvements(rows: dict[int, dict[str, Any]]) -> None:
     distance (lower); None for the first row or a missing mean."""
     previous: dict[str, Any] | None = None
     for row in rows.values():
-        for flag, metric, sign in (
-            ("improves_pesq_wb", "pesq_wb", 1),
-            ("improves_mel_distance", "mel_distance", -1),
-        ):
+        for flag, metric, sign in zip(IMPROVES, ("pesq_wb", "mel_distance"), (1, -1), strict=True):
             known = previous is not None and None not in (row[metric], previous[metric])
             row[flag] = sign * (row[metric] - previous[metric]) > 0 if known else None
         previous = row
