@@ -20,7 +20,8 @@ from models.controls import EMOTIONS, SPEAKERS
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """TeluCodec: causal conv encoder, residual VQ, causal transposed-conv decoder."""
+    """TeluCodec: causal conv encoder, residual VQ, and a causal decoder: transposed convs
+    ("conv") or a frame-rate ConvNeXt with an inverse-STFT head ("istft")."""
 
     sample_rate: int = 16_000
     channels: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
@@ -36,6 +37,16 @@ class CodecConfig:
     orthogonal_reg_weight: float = 0.1
     ema_decay: float = 0.99
     dead_code_threshold: float = 2.0
+    quantizer_dropout: float = 0.5
+    """Share of training batches that use a random 1..num_quantizers levels (the others use
+    all of them, so the finest levels train on more than 1/num_quantizers of the batches)."""
+    decoder: str = "conv"
+    """"conv" (mirror of the encoder) or "istft" (the istft_* sizes below)."""
+    istft_dim: int = 256
+    """Channels of the istft decoder's ConvNeXt blocks."""
+    istft_blocks: int = 4
+    istft_n_fft: int = 320
+    """STFT frame of the istft decoder: a multiple of hop; adds n_fft - hop samples of delay."""
 
     @property
     def hop(self) -> int:

@@ -3,15 +3,17 @@
 A causal conv encoder turns every `hop` samples (80 at 16 kHz: one 5 ms frame, 200 frames/s)
 into a `latent_dim` vector, a residual vector quantizer turns that into `num_quantizers` codes
 (10 bits each with 1024 codes: 16 kbps with all 8 levels, 2 kbps per level), and a causal
-transposed-conv decoder turns the summed codewords back into 80 samples.
+decoder turns the summed codewords back into 80 samples: transposed convs (config.decoder
+"conv") or a frame-rate ConvNeXt with an inverse-STFT head ("istft", models.codec.istft).
 
-Algorithmic latency: one frame, 5 ms, and no look-ahead. Every conv is causal (left padding
-only) and every transposed conv keeps only its causal part, so a frame's codes depend on its own
-80 samples and earlier ones only, and are available as soon as its 80 samples are; decoding a
-frame yields its 80 samples at once. Encoding or decoding chunk by chunk (`encode_stream`,
-`decode_stream`, any number of whole frames per chunk) gives the whole-utterance result up to
-float rounding; the explicit state objects carry each causal layer's left context or overlap
-tail from one chunk to the next.
+Algorithmic latency: one frame, 5 ms, and no look-ahead, plus `delay` samples for the istft
+decoder (its output is the input delayed by n_fft - hop samples: 15 ms at n_fft = 4 x hop).
+Every conv is causal (left padding only) and every transposed conv keeps only its causal part,
+so a frame's codes depend on its own 80 samples and earlier ones only, and are available as
+soon as its 80 samples are; decoding a frame yields 80 final samples at once. Encoding or
+decoding chunk by chunk (`encode_stream`, `decode_stream`, any number of whole frames per
+chunk) gives the whole-utterance result up to float rounding; the explicit state objects carry
+each causal layer's left context or overlap tail from one chunk to the next.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.codec.istft import delay
 from models.codec.networks import build_decoder, build_encoder
 from models.codec.quantizer import ResidualVectorQuantizer
 from models.codec.quiet import QuietCodes, find_quiet_codes
@@ -53,7 +57,7 @@ class DecoderState(_StreamState):
 
 
 class TeluCodec(nn.Module):
-    """Causal conv encoder, residual VQ with EMA codebooks, causal transposed-conv decoder."""
+    """Causal conv encoder, residual VQ with EMA codebooks, causal conv or istft decoder."""
 
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
@@ -62,6 +66,8 @@ class TeluCodec(nn.Module):
         self.encoder = build_encoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
         self.decoder = build_decoder(config)
+        self.delay = delay(config) if config.decoder == "istft" else 0
+        """Samples by which the decoded PCM lags the encoded PCM."""
 
     @cached_property
     def quiet_codes(self) -> QuietCodes:
@@ -86,19 +92,34 @@ class TeluCodec(nn.Module):
     def _levels(self, levels: int | None) -> int:
         return self.config.num_quantizers if levels is None else levels
 
+    def _training_levels(self) -> int:
+        """Quantizer dropout: 1..num_quantizers uniformly in a `quantizer_dropout` share of the
+        batches, all levels in the others."""
+        levels = self.config.num_quantizers
+        if float(torch.rand(())) < self.config.quantizer_dropout:
+            return int(torch.randint(1, levels + 1, ()))
+        return levels
+
+    def delayed(self, wav: Tensor) -> Tensor:
+        """(batch, samples) PCM delayed by `delay` samples (zeros before it): what decoding
+        its codes approximates, the target of the training losses."""
+        return F.pad(wav, (self.delay, 0))[:, : wav.shape[1]]
+
     def forward(
         self, wav: Tensor, levels: int | None = None
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Training pass: (reconstruction (batch, samples), codes, losses).
 
-        `levels` None uses all quantizers in eval mode and a uniformly random 1..num_quantizers
-        in training mode (quantizer dropout, so the first few levels alone decode). The losses
-        ("commitment", "orthogonal") are already weighted: add them to the reconstruction loss.
-        In training mode the used codebooks get their EMA update and dead-code replacement.
+        `levels` None uses all quantizers in eval mode and, in training mode, a uniformly random
+        1..num_quantizers in a `quantizer_dropout` share of the calls and all levels in the
+        others (quantizer dropout, so the first few levels alone decode). The reconstruction
+        approximates `delayed(wav)`. The losses ("commitment", "orthogonal") are already
+        weighted: add them to the reconstruction loss. In training mode the used codebooks get
+        their EMA update and dead-code replacement.
         """
         self._check_wav(wav)
         if levels is None and self.training:
-            levels = int(torch.randint(1, self.config.num_quantizers + 1, ()))
+            levels = self._training_levels()
         latent = self.encoder(wav[:, None])
         quantized, codes, losses = self.quantizer(latent, self._levels(levels))
         return self.decoder(quantized)[:, 0], codes, losses
@@ -110,9 +131,9 @@ class TeluCodec(nn.Module):
         return self.quantizer.encode(self.encoder(wav[:, None]), self._levels(levels))
 
     def decode(self, codes: Tensor, present: Tensor | None = None) -> Tensor:
-        """PCM (batch, frames * hop) of codes (batch, q, frames) from the first q levels;
-        `present` (batch, q, frames) bool leaves out the levels it marks False, frame by frame
-        (`ResidualVectorQuantizer.decode`)."""
+        """PCM (batch, frames * hop) of codes (batch, q, frames) from the first q levels,
+        lagging the encoded PCM by `delay` samples; `present` (batch, q, frames) bool leaves
+        out the levels it marks False, frame by frame (`ResidualVectorQuantizer.decode`)."""
         self._check_codes(codes, present)
         return self.decoder(self.quantizer.decode(codes, present))[:, 0]
 

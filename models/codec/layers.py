@@ -31,8 +31,11 @@ class CausalConv1d(nn.Conv1d):
         kernel_size: int,
         stride: int = 1,
         dilation: int = 1,
+        groups: int = 1,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, groups=groups
+        )
         self.left_context = (kernel_size - 1) * dilation - (stride - 1)
         if self.left_context < 0:
             raise ValueError(f"causal conv needs kernel >= stride, got {kernel_size} < {stride}")

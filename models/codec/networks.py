@@ -5,16 +5,18 @@ Encoder (waveform -> latent frames): stage i is a causal conv to `channels[i]` w
 followed by `residual_units` residual units with dilations 1, 3, 9, ...; then ELU and a causal
 projection to `latent_dim`.
 
-Decoder (latent frames -> waveform), the mirror: a causal projection from `latent_dim` to the
+Conv decoder (latent frames -> waveform), the mirror: a causal projection from `latent_dim` to the
 last channel count, then for each stage from last to first: residual units, ELU and a causal
 transposed conv with that stage's kernel and stride, down to the previous stage's channels (1
-for the first stage, the output waveform, with no final activation).
+for the first stage, the output waveform, with no final activation). The istft decoder is in
+models.codec.istft.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from models.codec.istft import build_istft_decoder
 from models.codec.layers import (
     CausalConv1d,
     CausalConvTranspose1d,
@@ -61,8 +63,13 @@ def build_encoder(config: CodecConfig) -> CausalStack:
 
 
 def build_decoder(config: CodecConfig) -> CausalStack:
-    """(batch, latent_dim, frames) -> (batch, 1, frames * hop)."""
+    """(batch, latent_dim, frames) -> (batch, 1, frames * hop): config.decoder "conv" (below)
+    or "istft" (models.codec.istft)."""
     check_config(config)
+    if config.decoder == "istft":
+        return build_istft_decoder(config)
+    if config.decoder != "conv":
+        raise ValueError(f"decoder must be 'conv' or 'istft', got {config.decoder!r}")
     layers: list[nn.Module] = [
         CausalConv1d(config.latent_dim, config.channels[-1], PROJECTION_KERNEL)
     ]

@@ -1,7 +1,10 @@
 """Training TeluCodec on the train split of a manifest (`telugu-s2s train codec`).
 
 Recipe: random crops (a whole number of codec frames) of the train-split audio, held in memory
-at the codec's sample rate; the codec draws 1..8 quantizer levels per batch (quantizer dropout).
+at the codec's sample rate; the codec draws 1..8 quantizer levels in half of the batches and
+uses all 8 in the others (quantizer dropout, CodecConfig.quantizer_dropout). Every loss compares
+the reconstruction with the crop delayed by the decoder's delay (`TeluCodec.delayed`: 0 for the
+conv decoder, n_fft - hop samples for the istft decoder).
 The generator loss is 15 x multi-scale log-mel L1 + multi-resolution STFT (spectral convergence
 + log magnitude) + the quantizer's weighted commitment and orthogonal losses; with the
 adversarial part, from step `adversarial_start` on, also the hinge loss of a multi-scale STFT
@@ -87,6 +90,7 @@ LOG_FIELDS = (
     "stft",
     "commitment",
     "orthogonal",
+    "levels",
     "adversarial",
     "feature_matching",
     "discriminator",
@@ -95,8 +99,8 @@ LOG_FIELDS = (
     "seconds",
 )
 """Columns of log.csv: means over the logged steps; mel and stft unweighted, loss the weighted
-generator total; adversarial columns empty before the discriminator starts; seconds of
-training since the first step (across resumes)."""
+generator total; levels the quantizer levels used; adversarial columns empty before the
+discriminator starts; seconds of training since the first step (across resumes)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ def train_codec(
     progress: bool = True,
     init: str | Path | None = None,
     decoder_only: bool = False,
+    decoder: str | None = None,
 ) -> dict[str, float]:
     """Train (or, with `resume`, continue training) a codec to `steps` steps in `out_dir`.
 
@@ -185,12 +190,17 @@ def train_codec(
     are used). Without `resume` an out_dir that already holds train state is an error; with
     it, a run continues from its last saved step (a fresh run starts when there is nothing to
     resume). `init`: a codec checkpoint to start from; `decoder_only`: train only its decoder
-    (see the module doc). Returns the last logged means, "step" and "steps_per_second" of this
+    (see the module doc); `decoder`: "conv" or "istft" instead of the preset's decoder (not
+    with `init`). Returns the last logged means, "step" and "steps_per_second" of this
     call.
     """
     if decoder_only and init is None:
         raise ValueError("decoder-only training needs a trained codec to start from (init)")
     config = _resolve_config(config)
+    if decoder is not None:
+        if init is not None:
+            raise ValueError("a codec to start from (init) keeps its own decoder")
+        config = replace(config, codec=replace(config.codec, decoder=decoder))
     if init is not None:
         config = replace(config, codec=load_config(init).codec)
     weights = weights or LossWeights()
@@ -264,16 +274,18 @@ def train_codec(
     bar = progress_bar(steps, start, progress)
     began = time.perf_counter()
     for step in range(start + 1, steps + 1):
-        real = sampler.batch(batch_size).to(torch_device)
+        crops = sampler.batch(batch_size).to(torch_device)
         with autocast(torch_device):
             if decoder_only:
                 with torch.no_grad():
-                    codes = codec.encode(real)
+                    codes = codec.encode(crops)
                 reconstruction, quantizer_losses = codec.decode(codes), {}
             else:
-                reconstruction, _, quantizer_losses = codec(real)
+                reconstruction, codes, quantizer_losses = codec(crops)
         reconstruction = reconstruction.float()
+        real = codec.delayed(crops)
         values = {
+            "levels": torch.tensor(float(codes.shape[1])),
             "mel": mel_loss(reconstruction, real),
             "stft": stft_loss(reconstruction, real),
             **quantizer_losses,
@@ -348,6 +360,11 @@ def add_train_codec_command(subparsers: argparse._SubParsersAction) -> argparse.
         default=32,
         help="channels of each discriminator scale (32 as Encodec; 16 is ~2.4x faster on CPU)",
     )
+    p.add_argument(
+        "--decoder",
+        choices=["conv", "istft"],
+        help="the codec's decoder instead of the preset's: transposed convs or inverse STFT",
+    )
     p.add_argument("--init", help="codec checkpoint directory to start from")
     p.add_argument(
         "--decoder-only",
@@ -381,6 +398,7 @@ def _run_train_codec(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         init=args.init,
         decoder_only=args.decoder_only,
+        decoder=args.decoder,
     )
     print(json.dumps(metrics))
     return 0

@@ -285,13 +285,22 @@ def test_metrics_separate_clean_from_noise() -> None:
 def test_evaluate_codec_reports_every_level(
     trained: Path, manifest: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    result = evaluate_codec(trained, manifest, "test", levels=(2, 4, 8), device="cpu")
+    result = evaluate_codec(trained, manifest, "test", device="cpu")
     assert result["files"] == 1 and result["step"] == STEPS and result["seconds"] > 1
-    assert sorted(result["levels"]) == [2, 4, 8]
+    assert result["decoder"] == "conv" and result["delay_ms"] == 0
+    assert list(result["levels"]) == list(range(1, 9))
     for levels, row in result["levels"].items():
         assert row["bitrate_bps"] == DEMO.codec.bitrate_bps(levels)
         assert all(math.isfinite(row[m]) for m in ("pesq_wb", "stoi", "si_sdr", "mel_distance"))
         assert 1.0 <= row["pesq_wb"] < 4.7 and 0 <= row["stoi"] <= 1 and row["mel_distance"] > 0
+    rows = list(result["levels"].values())
+    assert rows[0]["improves_pesq_wb"] is None and rows[0]["improves_mel_distance"] is None
+    for below, row in zip(rows, rows[1:], strict=False):
+        better_mel = row["mel_distance"] < below["mel_distance"]
+        assert row["improves_mel_distance"] is better_mel
+        assert row["improves_pesq_wb"] is (row["pesq_wb"] > below["pesq_wb"])
+    flags = [row[f] for row in rows[1:] for f in ("improves_pesq_wb", "improves_mel_distance")]
+    assert result["every_level_improves"] is all(flags)
     parser = argparse.ArgumentParser()
     add_eval_codec_command(parser.add_subparsers())
     args = parser.parse_args(
@@ -306,8 +315,23 @@ def test_evaluate_codec_reports_every_level(
             "--json",
             "--device",
             "cpu",
+            "--threads",
+            "1",
         ]
     )
     assert args.run(args) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["levels"]["8"]["mel_distance"] == pytest.approx(result["levels"][8]["mel_distance"])
+
+
+def test_istft_decoder_trains_and_evaluates_realigned(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "istft"
+    train_codec(manifest, "demo", out, 24, adversarial=False, seed=1, decoder="istft", **TINY)
+    rows = read_log(out / LOG_FILE)
+    assert np.mean([r["mel"] for r in rows[-2:]]) < 0.9 * np.mean([r["mel"] for r in rows[:2]])
+    assert all(1 <= row["levels"] <= 8 for row in rows)
+    result = evaluate_codec(out, manifest, "test", levels=(1, 8), device="cpu")
+    assert result["decoder"] == "istft" and result["delay_ms"] == 15.0
+    assert list(result["levels"]) == [1, 8] and math.isfinite(result["levels"][8]["stoi"])
+    with pytest.raises(ValueError, match="own decoder"):
+        train_codec(manifest, "demo", tmp_path / "x", 1, decoder="istft", init=out)
