@@ -22,9 +22,6 @@ import torch
 from torch import Tensor
 
 from models.data.manifest import Entry
-from models.speaker import SpeakerEncoder
-from models.speech.audio import read_audio
-from models.speech.clip import embedding_speech
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +54,12 @@ def answer_embeddings(entries: list[Entry], root: Path, cache: Path) -> dict[str
     stored: dict[str, Tensor] = torch.load(cache) if cache.exists() else {}
     missing = [e for e in agents if e.key not in stored]
     if missing:
+        # Imported only here: a run whose cache is complete trains without the audio stack
+        # (a GPU machine given the manifest, the codec and the caches).
+        from models.speaker import SpeakerEncoder
+        from models.speech.audio import read_audio
+        from models.speech.clip import embedding_speech
+
         log.info("speaker embeddings of %d answers", len(missing))
         encoder = SpeakerEncoder()
         for entry in missing:

@@ -262,6 +262,7 @@ def test_training_needs_only_the_manifest_the_codec_and_the_caches(trained, tmp_
     (bundle / "s2s").mkdir()
     shutil.copy(out / "codes.pt", bundle / "s2s")
     shutil.copy(out / "text.pt", bundle / "s2s")
+    shutil.copy(out / "voice_embeddings.pt", bundle / "s2s")
     assert not list(bundle.rglob("*.wav"))
     command = [sys.executable, "-c", AUDIO_BLOCKED, "s2s", "--data", "manifest.jsonl"]
     command += ["--codec", "codec", "--out", "s2s", "--steps", "2", "--batch-size", "4"]
