@@ -12,7 +12,6 @@ early, which its jitter buffer absorbs).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import time
 from collections.abc import Callable
@@ -75,8 +74,9 @@ class AnswerTrack(MediaStreamTrack):
         self._clock = clock
         self._first_queued = False
         """An answer's first frame is queued and has not left yet."""
-        self._arrived = asyncio.Event()
-        """Set when answer audio is queued: wakes a silent frame's wait for its slot."""
+        self._waiter: asyncio.Future[None] | None = None
+        """A silent frame's wait for its slot, ended early when an answer's first frame is
+        queued."""
         self.underruns = 0
         self.resyncs = 0
         self.early_starts = 0
@@ -97,7 +97,7 @@ class AnswerTrack(MediaStreamTrack):
             self._pending = self._pending[WIRE_FRAME:]
             if not self._turn_started:
                 self._first_queued = True
-            self._arrived.set()
+                _wake(self._waiter)
 
     async def end(self, turn: int) -> None:
         """Mark the end of an answer; its last partial frame is padded with silence."""
@@ -156,10 +156,20 @@ class AnswerTrack(MediaStreamTrack):
                 self._start = now - self._pts / WIRE_RATE
                 self.early_starts += 1
                 return
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), due - now)
+            await self._sleep_until_woken(due - now)
             now = self._clock()
+
+    async def _sleep_until_woken(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if `play` queues an answer's first frame meanwhile (a
+        future and a timer, as asyncio.sleep: no task per frame)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, self._waiter)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def _next_pcm(self) -> np.ndarray:
         while not self._queue.empty():
@@ -180,3 +190,8 @@ class AnswerTrack(MediaStreamTrack):
         if self._turn is not None and self._turn_started:
             self.underruns += 1
         return np.zeros(WIRE_FRAME, dtype=np.float32)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

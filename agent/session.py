@@ -126,6 +126,9 @@ class Session:
         self._voice_task: asyncio.Task | None = None
         self._listen_task: asyncio.Task | None = None
         self._answer_task: asyncio.Task | None = None
+        self._answer_tasks: set[asyncio.Task] = set()
+        """Every answer task not yet done: with barge-in off, answers wait for the ones
+        before them, and the call's end must stop them all."""
         self._establish_task: asyncio.Task | None = None
         self.connected = asyncio.Event()
         """Set once ICE and DTLS are done (connectionState 'connected')."""
@@ -328,6 +331,8 @@ class Session:
         self._answer_task = asyncio.create_task(
             self._answer(turn, latency, self._answer_task), name=f"answer-{self.id}-{turn.turn}"
         )
+        self._answer_tasks.add(self._answer_task)
+        self._answer_task.add_done_callback(self._answer_tasks.discard)
 
     def _agent_busy(self) -> bool:
         generating = self._answer_task is not None and not self._answer_task.done()
@@ -429,7 +434,7 @@ class Session:
         self.close_reason = reason
         log.info("session %s closing: %s", self.id, reason)
         current = asyncio.current_task()
-        own = (self._listen_task, self._answer_task, self._establish_task, self._voice_task)
+        own = (self._listen_task, self._establish_task, self._voice_task, *self._answer_tasks)
         tasks = [t for t in own if t and t is not current]
         for task in tasks:
             task.cancel()
