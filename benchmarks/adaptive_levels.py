@@ -29,11 +29,11 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.asr.errors import ErrorRates
 from models.asr.stream import transcribe
 from models.codec.quiet import QuietCodes
 from models.controls import emotion_id
 from models.data.manifest import dialogue_pairs, read_manifest
-from models.eval.judge import cer
 from models.eval.metrics import MelDistance, pesq_wb
 from models.eval.s2s import MIN_ANSWER_STEPS, turn_memory
 from models.loading import DEMO_CHECKPOINT, Models, load
@@ -66,19 +66,19 @@ class Totals:
     codec_s: float = 0.0
     steps: int = 0
     left_out: int = 0
-    errors: list[int] = field(default_factory=lambda: [0, 0])
+    errors: ErrorRates = field(default_factory=ErrorRates)
+    """The recognizer's transcript of each answer against its text stream."""
     answers: int = 0
     ended: int = 0
 
-    def add(self, answer: Answer, edits: int, chars: int, ended: bool) -> None:
+    def add(self, answer: Answer, heard: str, ended: bool) -> None:
         self.answers += 1
         self.ended += ended
         self.decoder_s += answer.decoder_s
         self.codec_s += answer.codec_s
         self.steps += answer.steps
         self.left_out += answer.left_out
-        self.errors[0] += edits
-        self.errors[1] += chars
+        self.errors.add(answer.text, heard)
 
     def report(self) -> str:
         return (
@@ -86,7 +86,7 @@ class Totals:
             f"{self.steps / self.answers:.0f} steps; {self.left_out} steps left out "
             f"({self.left_out / self.steps:.1%}); decoder {1000 * self.decoder_s / self.steps:.3f} "
             f"ms/step, codec {1000 * self.codec_s / self.steps:.3f} ms/step; the recognizer's "
-            f"CER against the text stream {self.errors[0] / max(1, self.errors[1]):.1%}"
+            f"CER against the text stream {self.errors.cer:.1%}"
         )
 
 
@@ -228,7 +228,8 @@ class Quality:
     """The full rendering's samples of the left-out frames."""
     loudest: list[float] = field(default_factory=list)
     """dBFS of the loudest left-out step of each answer."""
-    errors: list[int] = field(default_factory=lambda: [0, 0])
+    errors: ErrorRates = field(default_factory=ErrorRates)
+    """The recognizer's transcript of the fewer-level rendering against the full one's."""
 
     def add(self, models: Models, codes: Tensor, quiet: QuietCodes, mel: MelDistance) -> None:
         rate = models.config.codec.sample_rate
@@ -247,9 +248,7 @@ class Quality:
             steps = frames.reshape(-1, models.config.frames_per_step * models.codec.hop)
             self.loudest.append(max(dbfs(step) for step in steps))
         heard_full = transcribe(models.recognizer, full).text
-        edits, chars = cer(heard_full, transcribe(models.recognizer, masked).text)
-        self.errors[0] += edits
-        self.errors[1] += chars
+        self.errors.add(heard_full, transcribe(models.recognizer, masked).text)
 
     def report(self) -> str:
         return (
@@ -260,7 +259,7 @@ class Quality:
             f"{np.min(self.snr):.1f}); left-out frames at "
             f"{dbfs(np.concatenate(self.left_pcm)):.1f} dBFS (loudest step "
             f"{max(self.loudest):.1f} dBFS); the recognizer's transcript changes by "
-            f"{self.errors[0] / max(1, self.errors[1]):.1%} CER"
+            f"{self.errors.cer:.1%} CER"
         )
 
 
@@ -326,7 +325,7 @@ def main() -> int:
         for name, run in runs.items():
             present = levels_present(run.codes, models.decoder.vocab)
             heard = transcribe(models.recognizer, render(models, run.codes, present)).text
-            totals[name].add(run, *cer(run.text, heard), run.steps < max_steps)
+            totals[name].add(run, heard, run.steps < max_steps)
         quality.add(models, runs["off"].codes, quiet, mel)
         print(
             f"turn {i}: steps {runs['off'].steps} off, {runs['on'].steps} on; quiet "

@@ -1,13 +1,15 @@
-"""Shared fixtures: a real agent server on a free loopback port, Telugu speech."""
+"""Shared fixtures: a real agent server on a free loopback port, Telugu speech, one torch
+thread."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import torch
 from aiohttp import web
 
 from agent.config import AgentConfig
@@ -71,3 +73,13 @@ def artifacts() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny networks gain nothing from more threads and lose much on a busy machine (the
+    speaker encoder's LSTM crawls on two busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from models.codec.quiet import QuietCodes
 from models.controls import DEFAULT_SPEAKER
@@ -28,7 +27,8 @@ from models.speaker import SpeakerEncoder
 from models.speech.audio import read_audio
 from models.speech.clip import embedding_speech
 
-MIN_ANSWER_STEPS = 50
+MAX_ANSWER_STEPS = 200
+"""Decoder steps of a held-out voice's answer at most: 4 s, enough speech to embed."""
 
 
 def held_out_voices(
@@ -41,10 +41,6 @@ def held_out_voices(
         if role == "agent" and entry.split == split and entry.speaker not in named:
             voices.setdefault(entry.speaker, []).append(entry)
     return {voice: answers for voice, answers in voices.items() if len(answers) >= 2}
-
-
-def _closest(embedding: Tensor, references: dict[str, Tensor]) -> str:
-    return max(references, key=lambda voice: float(embedding @ references[voice]))
 
 
 def evaluate_cloning(
@@ -60,7 +56,7 @@ def evaluate_cloning(
     quiet: QuietCodes | None = None,
 ) -> dict[str, Any]:
     """Held-out voice figures of a split (empty when it has fewer than two such voices)."""
-    from models.eval.s2s import generate_answers
+    from models.eval.s2s import closest_voice, generate_answers  # s2s.py imports this module
 
     config = models.config
     voices = held_out_voices(entries, split, config.speakers)
@@ -68,11 +64,18 @@ def evaluate_cloning(
         return {}
     rate = config.codec.sample_rate
 
-    def embed(entry: Entry) -> Tensor:
-        return speaker_encoder.embed(embedding_speech(read_audio(entry.path(root), rate)))
+    def audio(entry: Entry) -> np.ndarray:
+        return read_audio(entry.path(root), rate)
 
-    references = {voice: embed(answers[0]) for voice, answers in voices.items()}
-    real = [_closest(embed(e), references) == v for v, a in voices.items() for e in a[1:]]
+    references = {
+        voice: speaker_encoder.embed(embedding_speech(audio(answers[0])))
+        for voice, answers in voices.items()
+    }
+    real = [
+        closest_voice(speaker_encoder, audio(e), references) == v
+        for v, answers in voices.items()
+        for e in answers[1:]
+    ]
     device = next(models.encoder.parameters()).device
     named = torch.tensor([config.speakers.index(DEFAULT_SPEAKER)], device=device)
     neutral = torch.tensor([config.emotions.index("NEUTRAL")], device=device)
@@ -85,18 +88,13 @@ def evaluate_cloning(
                 read_audio(user.path(root), rate),
                 named,
                 neutral,
-                MIN_ANSWER_STEPS * 4,
+                MAX_ANSWER_STEPS,
                 sampling,
                 generator,
                 quiet=quiet,
                 voices=reference[None].to(device),
             ).wavs[0]
-            hit = (
-                len(wav) > 0
-                and np.any(wav)
-                and _closest(speaker_encoder.embed(wav), references) == voice
-            )
-            hits[voice].append(bool(hit))
+            hits[voice].append(closest_voice(speaker_encoder, wav, references) == voice)
     every = [h for voice_hits in hits.values() for h in voice_hits]
     return {
         "held_out_voices": len(voices),

@@ -4,7 +4,6 @@ timings, checkpoints, training and the `transcribe` / `eval asr` commands."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,15 +111,6 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize_corpus(tmp_path_factory.mktemp("corpus"), seed=0, **SMALL_CORPUS)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny networks gain nothing from more threads and lose much on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -17,6 +17,7 @@ from models.loading import Models, build
 from models.s2s.answer_draw import levels_present
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, GREEDY, Sampling
+from tests.unit.test_fewer_levels import count_head_rows
 
 STEPS = 14
 VOICE = torch.nn.functional.normalize(
@@ -134,19 +135,6 @@ def test_batched_answers_equal_the_answers_alone(models, sampling, fewer_levels,
     assert thread.answers == 0
     rows = 1 if sampling.guidance == 1 else 2  # per answer
     assert batched_rows == rows * (len(CALLS) * (STEPS + 1) - silent_steps)
-
-
-def count_head_rows(models: Models, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Rows that go through the whole code head (every level), counted as they do."""
-    head, rows = models.decoder.output, [0]
-    forward = head.forward
-
-    def counting(x: torch.Tensor) -> torch.Tensor:
-        rows[0] += x.shape[:-1].numel()
-        return forward(x)
-
-    monkeypatch.setattr(head, "forward", counting)
-    return rows
 
 
 def test_a_cancelled_answer_leaves_the_others_as_they_were(models):

@@ -3,7 +3,6 @@ named and zero-shot conditioning, and a corpus's voice bank trained through the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,15 +72,6 @@ def test_mixed_conditioning_takes_each_rows_own_kind():
     mixed = conditioning(speaker, emotion, voice, torch.tensor([True, False]))
     assert torch.allclose(mixed[0], conditioning(voice[:1], emotion[:1])[0])
     assert torch.allclose(mixed[1], conditioning(speaker[1:], emotion[1:])[0])
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: the speaker encoder's LSTM crawls on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
