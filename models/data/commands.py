@@ -11,7 +11,7 @@ from models.data.importers import IMPORTERS, Fractions, import_dataset
 from models.data.manifest import read_manifest
 from models.data.stats import format_stats, manifest_stats
 from models.data.synth import BANK_ANSWERS, SLOT_VALUES, SMALL_CORPUS, synthesize_corpus
-from models.data.voices import PERSONAS, bank_splits, voice_bank
+from models.data.voices import PERSONAS, SHIPPED_PERSONAS, bank_splits, voice_bank
 
 
 def add_data_commands(actions: argparse._SubParsersAction) -> None:
@@ -90,9 +90,9 @@ def add_data_commands(actions: argparse._SubParsersAction) -> None:
     voices.add_argument(
         "--set",
         default="personas",
-        choices=["personas", "bank-test", "bank"],
-        help="the four personas, the voice bank's test voices (held out from training), or "
-        "the whole voice bank",
+        choices=["personas", "shipped", "bank-test", "bank"],
+        help="the four personas, the earlier personas the shipped models learned, the voice "
+        "bank's test voices (held out from training), or the whole voice bank",
     )
     voices.add_argument("--json", action="store_true", help="print JSON instead of text")
     voices.add_argument("--log-level", default="warning")
@@ -152,6 +152,7 @@ def _voices(args: argparse.Namespace) -> int:
     bank = voice_bank()
     chosen = {
         "personas": PERSONAS,
+        "shipped": SHIPPED_PERSONAS,
         "bank": bank,
         "bank-test": {n: v for n, v in bank.items() if bank_splits(list(bank))[n] == "test"},
     }[args.set]

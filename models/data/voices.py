@@ -5,7 +5,7 @@ pitch and rate, chosen so that the GE2E speaker encoder (models/speaker.py) keep
 `telugu-s2s data voices` renders each on the same answers in every emotion and reports, per
 voice, how alike its own clips are and how close the nearest other voice comes (the margin).
 The variants were picked by that measurement from espeak-ng's 101 variants at three pitches
-(docs/data.md); the earlier personas (te+m1, te+m3, te+f2, te+f4) were 0.07-0.11 apart.
+(docs/data.md); the earlier personas (te+m1, te+m3, te+f2, te+f4) are 0.09-0.11 apart.
 """
 
 from __future__ import annotations

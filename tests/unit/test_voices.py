@@ -46,7 +46,7 @@ def test_separation_needs_two_voices_of_two_clips():
 def test_personas_are_voices_the_speaker_encoder_keeps_apart():
     """Each persona's clips (the emotions' prosody varying) are far nearer one another than
     any other persona: margins about 0.35-0.39 over 18 clips (docs/data.md); the personas the
-    shipped model learned were 0.07-0.11 apart."""
+    shipped model learned are 0.09-0.11 apart."""
     encoder = SpeakerEncoder()
     rows = separation(voice_embeddings(PERSONAS, encoder, clips=4))
     assert all(r.accuracy == 1.0 for r in rows)
