@@ -283,6 +283,12 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "finer levels of silent steps are left out)",
     )
     p.add_argument(
+        "--no-captions",
+        action="store_true",
+        help="parrot: play turns back without recognizing them (no caption events; the "
+        "recognizer is most of a parrot call's listening compute)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -347,7 +353,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_socket is not None:  # behind the router, which checks tokens and rates
         access = AccessPolicy(behind_router=True)
     checkpoint = None if args.untrained else args.checkpoint
-    responder = make_responder(args.responder, checkpoint, args.preset, not args.all_levels)
+    responder = make_responder(
+        args.responder, checkpoint, args.preset, not args.all_levels, not args.no_captions
+    )
     capacity = configured_capacity or _measured_capacity(responder, args.listen_batch_ms)
     app = create_app(
         responder,

@@ -17,11 +17,16 @@ def make_responder(
     checkpoint: str | Path | None = None,
     preset: str = "demo",
     fewer_levels: bool = True,
+    captions: bool = True,
 ) -> Responder:
     """Build the responder called `name`; the model responders load `checkpoint` (or the
     preset's untrained weights). ValueError lists the known names. fewer_levels: the s2s
-    answers leave out the finer codec levels of their silent steps."""
+    answers leave out the finer codec levels of their silent steps. captions=False: the parrot
+    plays turns back without its recognizer (the model responders hear through theirs to
+    answer, so their captions cost nothing and stay)."""
     if name == "parrot":
+        if not captions:
+            return ParrotResponder()
         from models.asr.checkpoint import load_recognizer
 
         return ParrotResponder(load_recognizer())

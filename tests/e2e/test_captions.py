@@ -84,8 +84,8 @@ async def test_an_answer_cut_by_barge_in_gets_a_final_caption_marked_interrupted
 async def test_the_call_command_prints_each_turns_words(agent, two_turns, tmp_path):
     clip = tmp_path / "two-turns.wav"
     write_audio(clip, two_turns, WIRE_RATE)
-    outputs = []
-    for extra in (["--json"], []):
+
+    async def call(*extra: str) -> str:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -99,7 +99,9 @@ async def test_the_call_command_prints_each_turns_words(agent, two_turns, tmp_pa
         )
         stdout, _ = await proc.communicate()
         assert proc.returncode == 0
-        outputs.append(stdout.decode())
+        return stdout.decode()
+
+    outputs = await asyncio.gather(call("--json"), call())  # two calls at once: real time
     first, second = json.loads(outputs[0])["turns"]
     assert cer(SENTENCES["greeting"], first["user_text"]) < 0.25, first
     assert cer(SENTENCES["weather"], second["user_text"]) < 0.25, second

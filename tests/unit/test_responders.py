@@ -46,6 +46,23 @@ def test_parrot_has_no_end_of_turn_head():
     assert responder.open(OPTIONS).hear(np.zeros(512, np.float32), 0) is None
 
 
+def test_a_parrot_without_captions_plays_back_unrecognized():
+    """`serve --no-captions`: the parrot has no recognizer, hears nothing as words and still
+    plays the turn back."""
+    assert make_responder("parrot").recognizer is not None
+    responder = make_responder("parrot", captions=False)
+    assert responder.recognizer is None
+    session = responder.open(OPTIONS)
+    audio = (0.2 * np.sin(np.arange(512 * 10) / 5.0)).astype(np.float32)
+    for start in range(0, len(audio), 512):
+        session.hear(audio[start : start + 512], start)
+    assert session.heard() is None
+    played = np.concatenate(list(session.respond(UserTurn(1, 0, len(audio)))))
+    assert session.said() is None
+    np.testing.assert_array_equal(played, audio[len(audio) - len(played) :])
+    assert len(played) > len(audio) - 10  # only the quiet lead-in is skipped
+
+
 def test_s2s_hear_returns_the_heads_probability_of_its_latest_step():
     """Streamed window by window, the probability hear() returns once the encoder has output
     is the offline pass's probability of the latest step it has produced."""
