@@ -40,5 +40,10 @@ class AgentConfig:
     """A call whose audio waits longer than this to be heard by the model (from when it was
     due; the batching alone accounts for up to listen_batch_ms) is told (`behind` event) and
     counted in /metrics: the server is past its capacity."""
+    answer_ahead_ms: int | None = 96
+    """After this much silence inside a turn the answer to the turn as it stands is started
+    ahead (predictive pre-generation, agent/ahead.py): at most one per call, its first chunks
+    kept ready and released the moment the end of turn is decided, thrown away if the user
+    goes on. None: answers start at the end of turn."""
     answer_buffer_s: float = 10.0
     """At most this much generated answer audio waits for the wire (bounded queue)."""

@@ -41,6 +41,8 @@ class TurnLatency:
     first_frame: float | None = None
     first_rtp: float | None = None
     jitter_buffer_ms: float | None = None
+    ahead: bool = False
+    """Whether the answer was started ahead, in the pause before the end of turn."""
 
     def stages_ms(self) -> dict[str, float]:
         """Each stage's duration in ms (only those whose ends are known)."""

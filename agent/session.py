@@ -10,7 +10,10 @@ The code below reads in the order a frame travels:
        every batch_ms the responder hears the deferred windows of all calls as one batch
        (its lag behind real time past AgentConfig.behind_ms      -> `behind` event)
     -> TurnDetector: speech started / end of turn        -> events, barge-in
-    -> _answer (answering worker thread): responder.respond(turn) chunks, 16 kHz, and
+       (in a pause inside the turn: the answer to the turn so far started ahead,
+       agent/ahead.py; dropped if speech comes back)             -> `answer_ahead` events
+    -> _answer (answering worker thread): the answer started ahead if the turn ended where it
+       assumed, else responder.respond(turn): chunks, 16 kHz, and
        responder.said() after each                               -> agent captions
     -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
 
@@ -44,6 +47,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from agent.ahead import AnswerAheadRun, Prefixed, close_on
 from agent.aiortc_fixes.icefix import install as install_ice_fix
 from agent.aiortc_fixes.opus_send import offer_fec, opus_negotiated, use_speech_encoder
 from agent.aiortc_fixes.peerclose import close_peer
@@ -117,6 +121,10 @@ class Session:
         self._jitter: Any = None
         self._receiver: RTCRtpReceiver | None = None
         self._latency: dict[int, TurnLatency] = {}
+        self._ahead: AnswerAheadRun | None = None
+        """The answer started ahead in the pause in progress, if any."""
+        self._ahead_tried: tuple[int, int] | None = None
+        """(turn, end sample) of the last pause an answer was started ahead for."""
         self._user_captions = Captions("user")
         self._agent_captions = Captions("agent")
         self._voices = voices
@@ -258,6 +266,7 @@ class Session:
         event = self._turns.update(heard.speech_prob, heard.arrived, heard.eot_prob)
         if event is not None:
             self._on_turn_event(event)
+        self._answer_ahead()
         if self._caller_speech is not None:
             self._gather_voice(heard)
         if heard.words is not None:
@@ -328,11 +337,49 @@ class Session:
         )
         self._latency[event.turn] = latency
         turn = UserTurn(event.turn, event.start_sample, event.end_sample)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.matches(turn):
+            self._drop_ahead(ahead, "discarded")
+            ahead = None
         self._answer_task = asyncio.create_task(
-            self._answer(turn, latency, self._answer_task), name=f"answer-{self.id}-{turn.turn}"
+            self._answer(turn, latency, self._answer_task, ahead),
+            name=f"answer-{self.id}-{turn.turn}",
         )
         self._answer_tasks.add(self._answer_task)
         self._answer_task.add_done_callback(self._answer_tasks.discard)
+
+    def _answer_ahead(self) -> None:
+        """After each window: in a long enough pause inside a turn, start the answer to the
+        turn so far (once per pause, while the agent is quiet); speech coming back drops it."""
+        pause = self._turns.pause()
+        ahead = self._ahead
+        if ahead is not None and (pause is None or pause.end_sample != ahead.turn.end_sample):
+            self._ahead = None
+            self._drop_ahead(ahead, "discarded")
+        limit = self.config.answer_ahead_ms
+        if pause is None or limit is None or pause.silence_ms < limit or self._ahead is not None:
+            return
+        if self._ahead_tried == (pause.turn, pause.end_sample) or self._agent_busy():
+            return
+        self._ahead_tried = (pause.turn, pause.end_sample)
+        turn = UserTurn(pause.turn, pause.start_sample, pause.end_sample)
+        self._ahead = AnswerAheadRun(
+            turn,
+            self._responder,
+            self._answerer,
+            self._turn_heard,
+            name=f"ahead-{self.id}-{turn.turn}",
+        )
+
+    def _drop_ahead(self, ahead: AnswerAheadRun, outcome: str | None) -> None:
+        """Throw an answer started ahead away (outcome None: the call is ending)."""
+        ahead.drop()
+        if outcome is not None:
+            self._count_ahead(outcome, ahead.turn.turn)
+
+    def _count_ahead(self, outcome: str, turn: int) -> None:
+        self.metrics.answers_ahead.labels(outcome=outcome).inc()
+        self.events.send("answer_ahead", turn=turn, outcome=outcome)
 
     def _agent_busy(self) -> bool:
         generating = self._answer_task is not None and not self._answer_task.done()
@@ -352,13 +399,16 @@ class Session:
     # outbound: responder chunks -> 48 kHz -> answer track -------------------------------
 
     async def _answer(
-        self, turn: UserTurn, latency: TurnLatency, previous: asyncio.Task | None
+        self,
+        turn: UserTurn,
+        latency: TurnLatency,
+        previous: asyncio.Task | None,
+        ahead: AnswerAheadRun | None = None,
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # barge-in off: answers play one after another
         self._answering_turn = turn.turn
-        await self._turn_heard(turn)
-        chunks = await self._in(self._answerer, self._responder.respond, turn)
+        chunks = await self._answer_chunks(turn, latency, ahead)
         to_wire_rate = Resampler(WIRE_RATE)
         to_wire_rate.prime(MODEL_RATE)  # the first 20 ms chunk fills the first wire frame
         captions = self._agent_captions
@@ -380,6 +430,27 @@ class Session:
             # stopped before the responder finished (barge-in, hang-up): the words so far
             self._caption(captions.final(turn.turn, interrupted=True))
             self._answerer.submit(chunks.close)
+
+    async def _answer_chunks(
+        self, turn: UserTurn, latency: TurnLatency, ahead: AnswerAheadRun | None
+    ) -> Iterator[np.ndarray]:
+        """The answer started ahead for this turn if the responder commits it, else a new one
+        (once the responder has heard the whole turn)."""
+        prepared = None if ahead is None else await ahead.take()
+        if prepared is not None:
+            answer, ready = prepared
+            try:
+                used = await self._in(self._answerer, answer.commit)
+            except BaseException:
+                close_on(self._answerer, answer.chunks)
+                raise
+            self._count_ahead("used" if used else "stale", turn.turn)
+            if used:
+                latency.ahead = True
+                return Prefixed(ready, answer.chunks)
+            close_on(self._answerer, answer.chunks)
+        await self._turn_heard(turn)
+        return await self._in(self._answerer, self._responder.respond, turn)
 
     async def _turn_heard(self, turn: UserTurn) -> None:
         """Return once the responder has heard the whole turn (and its look-ahead past it)."""
@@ -408,6 +479,7 @@ class Session:
             "latency",
             turn=latency.turn,
             stages=stages,
+            ahead=latency.ahead,
             clock={"speech_end": latency.speech_end, "first_rtp": latency.first_rtp},
         )
         self._latency.pop(latency.turn, None)
@@ -433,8 +505,18 @@ class Session:
         self._closing = True
         self.close_reason = reason
         log.info("session %s closing: %s", self.id, reason)
+        ahead = () if self._ahead is None else (self._ahead.task,)
+        if self._ahead is not None:
+            self._drop_ahead(self._ahead, None)
+            self._ahead = None
         current = asyncio.current_task()
-        own = (self._listen_task, self._establish_task, self._voice_task, *self._answer_tasks)
+        own = (
+            self._listen_task,
+            self._establish_task,
+            self._voice_task,
+            *self._answer_tasks,
+            *ahead,
+        )
         tasks = [t for t in own if t and t is not current]
         for task in tasks:
             task.cancel()

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 
 import numpy as np
@@ -81,6 +82,12 @@ def summarise(turns: list[dict]) -> dict[str, dict[str, float]]:
         name: {"p50": round(percentile(v, 50), 1), "p95": round(percentile(v, 95), 1), "n": len(v)}
         for name, v in series.items()
     }
+
+
+def answers_ahead(events: list[dict]) -> dict[str, int]:
+    """How the answers the agent started ahead ended (its `answer_ahead` events)."""
+    outcomes = Counter(e["outcome"] for e in events if e.get("type") == "answer_ahead")
+    return {outcome: outcomes[outcome] for outcome in ("used", "discarded", "stale")}
 
 
 def free_port() -> int:
@@ -244,6 +251,11 @@ def main() -> int:
         f"answered {report.answered}/{len(turns)} turns; caller jitter buffer median "
         f"{report.client_jitter_buffer_ms} ms"
     )
+    ahead = answers_ahead(report.events)
+    print(
+        f"answers started ahead: {ahead['used']} used, {ahead['discarded']} discarded "
+        f"(the user went on), {ahead['stale']} stale"
+    )
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu {platform.platform()}",
@@ -255,6 +267,7 @@ def main() -> int:
         "turns": len(turns),
         "answered": report.answered,
         "client_jitter_buffer_ms": report.client_jitter_buffer_ms,
+        "answers_ahead": ahead,
         "summary": summary,
     }
     print(json.dumps(result, ensure_ascii=False))

@@ -191,6 +191,13 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         help="end-of-turn probability that ends the turn with --eot model",
     )
     p.add_argument(
+        "--answer-ahead-ms",
+        type=int,
+        default=DEFAULT_AGENT.answer_ahead_ms,
+        help="silence inside a turn after which the answer to the turn so far is started "
+        "ahead, released at the end of turn, thrown away if the user goes on (0: off)",
+    )
+    p.add_argument(
         "--speech-pad-ms",
         type=int,
         default=DEFAULT_TURNS.speech_pad_ms,
@@ -337,6 +344,7 @@ def _serve(args: argparse.Namespace) -> int:
             eot_threshold=args.eot_threshold,
         ),
         barge_in=not args.no_barge_in,
+        answer_ahead_ms=args.answer_ahead_ms or None,
         jitter=args.jitter,
         opus_fec=not args.no_opus_fec,
         peer_timeout_s=args.peer_timeout,

@@ -90,7 +90,10 @@
     ['send', 'ఎన్‌కోడ్ + పంపడం', 'Encode + send'],
     ['speech_end_to_rtp', 'సర్వర్ మొత్తం', 'Server total'],
     ['jitter_buffer', 'జిట్టర్ బఫర్', 'Receive jitter buffer'],
+    ['ahead', 'ముందే మొదలైన సమాధానం', 'Answer started ahead (discarded)'],
   ];
+  const AHEAD_KEY = 'ahead';
+  const aheadDiscarded = new Map(); // turn -> answers started ahead and thrown away
   const V2V_KEY = 'voice_to_voice_ms';
 
   // ---- Elements -------------------------------------------------------------
@@ -456,10 +459,28 @@
       cell.textContent = fmtMs(value);
       cell.classList.add('has-value');
     }
+    if (typeof ev.ahead === 'boolean') showAhead(ev.turn, ev.ahead);
+  }
+
+  // answer_ahead events: {turn, outcome: 'used'|'discarded'|'stale'}; the turn's row shows
+  // whether its answer was started ahead, and how many were thrown away before it.
+  function onAnswerAhead(ev) {
+    if (ev.turn == null || ev.outcome === 'used') return;
+    aheadDiscarded.set(ev.turn, (aheadDiscarded.get(ev.turn) || 0) + 1);
+    showAhead(ev.turn, null);
+  }
+
+  function showAhead(turn, used) {
+    const cell = cellFor(getRow(turn), AHEAD_KEY);
+    if (used !== null) cell.dataset.used = used ? 'yes' : 'no';
+    const shown = cell.dataset.used === 'yes' ? 'ముందే / yes' : cell.dataset.used === 'no' ? 'no' : '–';
+    cell.textContent = `${shown} (${aheadDiscarded.get(turn) || 0})`;
+    cell.classList.add('has-value');
   }
 
   function clearLatencyTable() {
     tableBody.replaceChildren();
+    aheadDiscarded.clear();
   }
 
   // ---- Captions -------------------------------------------------------------------------
@@ -555,6 +576,9 @@
         break;
       case 'latency':
         onLatency(ev);
+        break;
+      case 'answer_ahead':
+        onAnswerAhead(ev);
         break;
       case 'caption':
         onCaption(ev);

@@ -74,6 +74,9 @@ class TurnReport:
     speech_end_to_vad_ms, from the last speech sample sent to the arrival of the agent's last
     speech window (Opus, network, the receive path and the VAD's tail after real speech ends);
     rtp_to_ear_ms, from the first answer packet sent to its first sample heard."""
+    ahead: bool | None = None
+    """Whether the agent had started this answer ahead, in the pause before the end of turn
+    (its latency event says; None without one)."""
     continuity: Continuity | None = None
     """How whole the answer arrived: longest stall, audio missing, frames rebuilt."""
     user_text: str | None = None
@@ -264,6 +267,7 @@ def match_turns(
             near = [e for t, e in latency_events if abs(t - start) < 0.5]
             if near:
                 report.server = near[0].get("stages", {})
+                report.ahead = near[0].get("ahead")
                 if same_host and "clock" in near[0]:
                     clock = near[0]["clock"]
                     report.path = {

@@ -29,6 +29,14 @@ class AgentMetrics:
         self.barge_ins = Counter(
             "telugu_s2s_barge_ins", "Answers cut short by the user", registry=self.registry
         )
+        self.answers_ahead = Counter(
+            "telugu_s2s_answers_ahead",
+            "Answers started in a pause before the end of the turn was decided, by outcome: "
+            "used (the turn ended there), discarded (the user went on), stale (heard "
+            "differently by the end of the turn)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "telugu_s2s_rejected_requests",
             "Call requests refused",

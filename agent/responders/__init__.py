@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from agent.responders.base import (
+    AnswerAhead,
+    CallOptions,
+    Responder,
+    ResponderSession,
+    UserTurn,
+)
 from agent.responders.parrot import ParrotResponder
 
 RESPONDERS = ("parrot", "codec", "s2s")
@@ -42,4 +48,11 @@ def make_responder(
     return S2SResponder(models, fewer_levels=fewer_levels)
 
 
-__all__ = ["CallOptions", "Responder", "ResponderSession", "UserTurn", "make_responder"]
+__all__ = [
+    "AnswerAhead",
+    "CallOptions",
+    "Responder",
+    "ResponderSession",
+    "UserTurn",
+    "make_responder",
+]

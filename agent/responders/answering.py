@@ -11,7 +11,9 @@ its first chunk), and a new answer is hungry until its first `lead_s` exist. The
 while any answer is hungry and sleeps otherwise, so answers are generated at the pace they
 are played with a little in hand, and a new answer's first chunk waits only for the step in
 progress. Every answer in the batch advances with each step (the rows stay in lock step); one
-ahead of its pace is simply further ahead, within its `max_steps`.
+ahead of its pace is simply further ahead, within its `max_steps`. An answer started ahead of
+its turn's end (`held`) is hungry only until its first `lead_s` exist, then waits, costing
+nothing, until `release` paces it from then on like any other, or `cancel` drops it.
 
 With the codec's quiet codes (`quiet`), each answer leaves out the finer levels of its silent
 steps (`models.s2s.answer_draw`): the decoder computes those levels' logits only for the rows
@@ -63,6 +65,8 @@ class Answer:
     produced: int = 0
     first_at: float | None = None
     cancelled: bool = False
+    held: bool = False
+    """Started ahead of its turn's end: generate the lead only, until released."""
 
     def read(self) -> Iterator[tuple[np.ndarray, AnswerStep]]:
         """The answer's chunks (16 kHz PCM) with their steps, each as soon as it exists."""
@@ -116,8 +120,10 @@ class AnsweringThread:
         sampling: Sampling,
         generator: torch.Generator | None,
         max_steps: int,
+        held: bool = False,
     ) -> Answer:
-        """Begin an answer from a call's turn memory (batch 1); read it with `Answer.read`."""
+        """Begin an answer from a call's turn memory (batch 1); read it with `Answer.read`.
+        held: only its first lead_s until `release`."""
         decoder = self._models.decoder
         if max_steps + decoder.max_delay > self._rows.positions_per_row:
             raise ValueError(f"answers are limited to {decoder.config.decoder.max_steps} steps")
@@ -126,11 +132,18 @@ class AnsweringThread:
             conditions = decoder.answer_conditions(speaker, emotion, sampling.guidance)
         device = memory.keys.device
         draw = AnswerDraw(decoder, 1, sampling, generator, max_steps, device, self._quiet)
-        answer = Answer(draw, sampling.guidance, memory, conditions)
+        answer = Answer(draw, sampling.guidance, memory, conditions, held=held)
         with self._wake:
             self._arriving.append(answer)
             self._wake.notify()
         return answer
+
+    def release(self, answer: Answer) -> None:
+        """A held answer is to be played: from now on it is paced like the others."""
+        with self._wake:
+            answer.held = False
+            answer.first_at = time.monotonic()
+            self._wake.notify()
 
     def cancel(self, answer: Answer) -> None:
         """Stop an answer (barge-in, hang-up); its rows are freed before the next step."""
@@ -174,21 +187,23 @@ class AnsweringThread:
 
     def _wanted(self, answer: Answer, now: float) -> int:
         """Steps the answer should have by now: its lead, plus real time since it began."""
-        if answer.first_at is None:
+        if answer.first_at is None or answer.held:
             return self._lead_steps
         return self._lead_steps + int((now - answer.first_at) / self._step_s) + 1
 
     def _rest_s(self) -> float | None:
-        """How long the thread may sleep before some answer falls below its lead."""
-        if not self._answers:
+        """How long the thread may sleep before some answer falls below its lead (None: until
+        woken; a held answer that has its lead needs nothing more)."""
+        paced = [a for a in self._answers if not a.held]
+        if not paced:
             return None
         now = time.monotonic()
-        starts = [a.first_at for a in self._answers if a.first_at is not None]
-        if len(starts) < len(self._answers):
+        starts = [a.first_at for a in paced if a.first_at is not None]
+        if len(starts) < len(paced):
             return 0.0
         soonest = min(
             start + (a.produced - self._lead_steps) * self._step_s
-            for start, a in zip(starts, self._answers, strict=True)
+            for start, a in zip(starts, paced, strict=True)
         )
         return max(0.0, soonest - now)
 

@@ -13,6 +13,10 @@ never from the event loop, so they may compute freely:
 - `respond(turn)` after an end of turn: an iterator of answer chunks (16 kHz mono float32),
   each yielded as soon as it is ready; the agent stops iterating (closing the iterator) when
   the user barges in or hangs up;
+- `respond_ahead(turn)` (optional) during a pause, before the end of the turn is decided:
+  the answer to the turn as it stands, computed without touching the session's own state
+  (its random draws, its words) and paced to keep only its first chunks ready; `commit()` once
+  the turn ended there makes it the session's answer, else it is discarded (closed);
 - `use_voice(embedding)` (responders that clone voices): answer from now on in the voice of
   that speaker embedding (models.speaker); called from the event loop between answers, so it
   only stores the embedding;
@@ -24,7 +28,7 @@ never from the event loop, so they may compute freely:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +56,21 @@ class UserTurn:
     end_sample: int
 
 
+@dataclass
+class AnswerAhead:
+    """An answer started before its turn's end was decided (`ResponderSession.respond_ahead`).
+
+    Read `chunks` like `respond`'s (the responder generates only the first ones until
+    `commit`); close them to throw the answer away, which leaves the session as if it had
+    never been started."""
+
+    chunks: Iterator[np.ndarray]
+    commit: Callable[[], bool]
+    """The turn ended where this answer assumed: make it the session's own answer (its random
+    draws, its words) and let it run at the pace it is played. False when the session has
+    heard something since that the answer did not (it must then be discarded)."""
+
+
 class ResponderSession(ABC):
     """One call's view of a responder."""
 
@@ -66,6 +85,13 @@ class ResponderSession(ABC):
     @abstractmethod
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
         """Answer chunks for a finished turn, 16 kHz mono float32, each as soon as ready."""
+
+    def respond_ahead(self, turn: UserTurn) -> AnswerAhead | None:
+        """The answer `respond(turn)` would give, started now, before the end of the turn is
+        decided (None: this responder does not answer ahead). Called on the call's answering
+        worker once the session has heard the turn and its look-ahead, while no answer of the
+        call is in progress."""
+        return None
 
     def heard(self) -> str | None:
         """The words recognised of the user's speech since the previous turn's answer was

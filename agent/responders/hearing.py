@@ -48,9 +48,18 @@ class TurnHearing:
     def take_turn(self, start_sample: int, end_sample: int) -> list[tuple[str, int]]:
         """The words recognised inside [start_sample, end_sample), each with the stream sample
         where it ends; the next window starts a fresh transcript."""
+        return self._words(start_sample, end_sample, take=True)
+
+    def words_in(self, start_sample: int, end_sample: int) -> list[tuple[str, int]]:
+        """take_turn's words as they stand now, the transcript going on (an answer started
+        ahead of the turn's end)."""
+        return self._words(start_sample, end_sample, take=False)
+
+    def _words(self, start_sample: int, end_sample: int, take: bool) -> list[tuple[str, int]]:
         with self._lock:
             words = [] if self._transcriber is None else self._transcriber.transcript().words
-            origin, self._new_turn = self._origin, True
+            origin = self._origin
+            self._new_turn = self._new_turn or take
         return [
             (word.word, origin + round(word.end * self._rate))
             for word in words

@@ -6,10 +6,17 @@ and, as it plays the turn back, what it says."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from agent.responders.base import (
+    AnswerAhead,
+    CallOptions,
+    Responder,
+    ResponderSession,
+    UserTurn,
+)
 from agent.responders.hearing import TurnHearing
 from models.asr.model import Recognizer
 from models.speech.audio import MODEL_RATE
@@ -18,6 +25,13 @@ CHUNK = MODEL_RATE // 50
 """Answer chunk: 20 ms, so the first frame is ready at once."""
 LEAD_IN_LEVEL = 0.01
 """Samples quieter than this (-40 dBFS) before the first loud one are not played back."""
+
+
+@dataclass
+class Said:
+    """The words of one answer played so far."""
+
+    text: str = ""
 
 
 class ParrotSession(ResponderSession):
@@ -31,7 +45,8 @@ class ParrotSession(ResponderSession):
         self._ring = np.zeros(int(keep_s * MODEL_RATE), dtype=np.float32)
         self._written = 0
         self._hearing = None if recognizer is None else TurnHearing(recognizer)
-        self._said: str | None = None
+        self._said: Said | None = None
+        """The words of the turn being played back, or of the last one."""
 
     def hear(self, window: np.ndarray, start_sample: int) -> None:
         n = len(window)
@@ -47,22 +62,43 @@ class ParrotSession(ResponderSession):
         return None if self._hearing is None else self._hearing.heard()
 
     def said(self) -> str | None:
-        return self._said
+        return None if self._said is None else self._said.text
 
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
         words = None
         if self._hearing is not None:
             words = self._hearing.take_turn(turn.start_sample, turn.end_sample)
-            self._said = ""
+            self._said = Said()
+        yield from self._play(turn, words, self._said)
+
+    def respond_ahead(self, turn: UserTurn) -> AnswerAhead:
+        span = (turn.start_sample, turn.end_sample)
+        words = None if self._hearing is None else self._hearing.words_in(*span)
+        said = None if words is None else Said()
+
+        def commit() -> bool:
+            if self._hearing is not None:
+                if self._hearing.words_in(*span) != words:
+                    return False  # words recognised since it started
+                self._hearing.take_turn(*span)
+                self._said = said
+            return True
+
+        return AnswerAhead(self._play(turn, words, said), commit)
+
+    def _play(
+        self, turn: UserTurn, words: list[tuple[str, int]] | None, said: Said | None
+    ) -> Iterator[np.ndarray]:
+        """The turn's audio from its first sound, the words played so far kept in `said`."""
         start = self._first_sound(max(turn.start_sample, self._written - len(self._ring)), turn)
         for chunk_start in range(start, turn.end_sample, CHUNK):
             chunk_end = min(chunk_start + CHUNK, turn.end_sample)
             indices = np.arange(chunk_start, chunk_end)
-            if words is not None:
-                self._said = " ".join(word for word, end in words if end <= chunk_end)
+            if words is not None and said is not None:
+                said.text = " ".join(word for word, end in words if end <= chunk_end)
             yield self._ring[indices % len(self._ring)].copy()
-        if words is not None:
-            self._said = " ".join(word for word, _ in words)
+        if words is not None and said is not None:
+            said.text = " ".join(word for word, _ in words)
 
     def _first_sound(self, start: int, turn: UserTurn) -> int:
         """Skip the quiet lead-in the VAD's padding keeps, so the answer starts with speech."""

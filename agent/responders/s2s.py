@@ -27,8 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agent.responders.answering import AnsweringThread
-from agent.responders.base import CallOptions, Responder, ResponderSession, UserTurn
+from agent.responders.answering import Answer, AnsweringThread
+from agent.responders.base import (
+    AnswerAhead,
+    CallOptions,
+    Responder,
+    ResponderSession,
+    UserTurn,
+)
 from agent.responders.codec import CodeRecorder, encode_windows
 from agent.responders.hearing import TurnHearing
 from models.controls import emotion_id, speaker_id
@@ -38,7 +44,7 @@ from models.s2s.encoder import EncoderState
 from models.s2s.kv_cache import MemoryCache
 from models.s2s.sampling import ANSWERS, Sampling
 from models.s2s.user_text import user_pieces
-from models.text.tokenizer import EPAD
+from models.text.tokenizer import EPAD, Tokenizer
 
 KEEP_S = 60.0
 """Encoder outputs kept for the turns to come (a turn longer than this is cut)."""
@@ -85,7 +91,8 @@ class S2SSession(ResponderSession):
         """End-of-turn probability of the latest encoded step."""
         recognizer = models.recognizer if models.config.text.enabled else None
         self._hearing = None if recognizer is None else TurnHearing(recognizer)
-        self._said: str | None = None
+        self._said: AnswerText | None = None
+        """The words of the answer in progress, or of the last one."""
 
     def hear(self, window: np.ndarray, start_sample: int) -> float | None:
         return hear_calls([self], [window], [start_sample])[0]
@@ -136,10 +143,11 @@ class S2SSession(ResponderSession):
         return None if self._hearing is None else self._hearing.heard()
 
     def said(self) -> str | None:
-        return self._said
+        return None if self._said is None else self._said.text
 
     def respond(self, turn: UserTurn) -> Iterator[np.ndarray]:
-        words = self._user_words(turn)
+        words = self._user_words(turn, take=True)
+        said = self._new_said()
         memory = self._turn_memory(turn, words)
         if memory is None:
             return
@@ -151,26 +159,57 @@ class S2SSession(ResponderSession):
             self._generator,
             self._max_steps,
         )
-        pieces: list[int] = []
-        tokenizer = self._models.tokenizer
+        yield from self._read(answer, said)
+
+    def respond_ahead(self, turn: UserTurn) -> AnswerAhead | None:
+        words = self._user_words(turn, take=False)
+        memory = self._turn_memory(turn, words)
+        if memory is None:
+            return None
+        generator = _copy(self._generator)  # the session's own draws stay as they are
+        speaker = self.answer_speaker()
+        said = AnswerText(self._models.tokenizer)
+        answer = self._answering.start(
+            memory, speaker, self._emotion, self._sampling, generator, self._max_steps, held=True
+        )
+
+        def commit() -> bool:
+            if speaker is not self.answer_speaker() or not _same(
+                words, self._user_words(turn, take=False)
+            ):
+                return False  # a voice taken, or words recognised, since it started
+            self._user_words(turn, take=True)
+            self._generator, self._said = generator, said
+            self._answering.release(answer)
+            return True
+
+        return AnswerAhead(self._read(answer, said), commit)
+
+    def _read(self, answer: Answer, said: AnswerText | None) -> Iterator[np.ndarray]:
+        """The answer's chunks, its text stream's pieces kept in `said` as they come."""
         try:
             for pcm, step in answer.read():
-                if step.text is not None and tokenizer is not None:
-                    piece = int(step.text[0])
-                    if piece not in (TEXT_PAD, EPAD):
-                        pieces.append(piece)
-                        self._said = tokenizer.decode(pieces)
+                if step.text is not None and said is not None:
+                    said.add(int(step.text[0]))
                 yield pcm
         finally:
-            self._answering.cancel(answer)  # barge-in or hang-up: its rows go back
+            self._answering.cancel(answer)  # barge-in, hang-up or discarded: its rows go back
 
-    def _user_words(self, turn: UserTurn) -> Tensor | None:
-        """The pieces (1, n) of the words heard in the turn (None without text streams), and
-        the answer's caption reset."""
+    def _new_said(self) -> AnswerText | None:
+        """The next answer's words, empty (None without text streams)."""
         if self._hearing is None or self._models.tokenizer is None:
             return None
-        self._said = ""
-        words = self._hearing.take_turn(turn.start_sample, turn.end_sample)
+        self._said = AnswerText(self._models.tokenizer)
+        return self._said
+
+    def _user_words(self, turn: UserTurn, take: bool) -> Tensor | None:
+        """The pieces (1, n) of the words heard in the turn (None without text streams);
+        take: the turn's words are used (the next window starts the next turn's)."""
+        if self._hearing is None or self._models.tokenizer is None:
+            return None
+        hearing = self._hearing
+        span = (turn.start_sample, turn.end_sample)
+        words = hearing.take_turn(*span) if take else hearing.words_in(*span)
         heard = " ".join(word for word, _ in words)
         limit = self._models.config.text.max_user_tokens
         return user_pieces(self._models.tokenizer, heard, limit)[None]
@@ -200,6 +239,31 @@ class S2SSession(ResponderSession):
         cache = self._models.decoder.new_memory(1, keys.shape[3], keys.device)
         cache.append(keys, values)
         return cache
+
+
+class AnswerText:
+    """The words of one answer: its text stream's pieces, decoded as they come."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._pieces: list[int] = []
+        self.text = ""
+
+    def add(self, piece: int) -> None:
+        if piece not in (TEXT_PAD, EPAD):
+            self._pieces.append(piece)
+            self.text = self._tokenizer.decode(self._pieces)
+
+
+def _copy(generator: torch.Generator) -> torch.Generator:
+    """A generator in the same state, drawing apart from `generator`."""
+    copy = torch.Generator(generator.device)
+    copy.set_state(generator.get_state())
+    return copy
+
+
+def _same(a: Tensor | None, b: Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 def hear_calls(

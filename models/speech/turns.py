@@ -70,6 +70,18 @@ class TurnEvent:
     """When the last speech window arrived (END_OF_TURN only)."""
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A silence inside a turn: the turn as it ends if the silence goes on long enough."""
+
+    turn: int
+    start_sample: int
+    end_sample: int
+    """What END_OF_TURN's end_sample will be, unless speech comes back first."""
+    silence_ms: int
+    """Silence so far (windows below the negative threshold)."""
+
+
 class TurnDetector:
     """Hysteresis over Silero probabilities, as Silero's own VADIterator does.
 
@@ -121,6 +133,14 @@ class TurnDetector:
         if self._silence_run >= self._min_silence or self._model_ends_turn(eot_prob):
             return self._end_turn()
         return None
+
+    def pause(self) -> Pause | None:
+        """The silence in progress inside a turn, or None (no turn, or speech going on)."""
+        if not self.in_speech or self._silence_run == 0:
+            return None
+        return Pause(
+            self.turn, self._turn_start, self._last_speech_end, self._silence_run * WINDOW_MS
+        )
 
     def _model_ends_turn(self, eot_prob: float | None) -> bool:
         cfg = self.config

@@ -155,6 +155,18 @@ async def test_browser_call_page_talks_to_the_agent_and_measures_voice_to_voice(
                 text = (await row.locator(f'td[data-key="{stage}"]').inner_text()).strip()
                 assert re.fullmatch(r"\d+(\.\d)?", text), (stage, text)
                 assert abs(float(text) - value) <= 1, (stage, text, value)
+            # whether the answer was started ahead (in the pause before the end of turn), and
+            # how many answers started ahead were thrown away before it
+            discarded = sum(
+                1
+                for e in await page.evaluate("window.agentCall.events")
+                if e["type"] == "answer_ahead"
+                and e["turn"] == latency["turn"]
+                and e["outcome"] != "used"
+            )
+            ahead = (await row.locator('td[data-key="ahead"]').inner_text()).strip()
+            shown_used = "yes" if latency["ahead"] else "no"
+            assert ahead.endswith(f"{shown_used} ({discarded})"), (ahead, latency["ahead"])
             measured = page.locator("tr.latency-row td.v2v")
             assert await measured.count() >= 1
             assert int((await measured.first.inner_text()).strip()) in v2v

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
+from models.speech.turns import Pause, TurnConfig, TurnDetector, TurnEventKind
 from models.speech.vad import WINDOW, SileroVAD
 from tests.speech import conversation, silence, synthesize
 
@@ -31,6 +31,22 @@ def test_short_blips_do_not_start_a_turn_and_pauses_do_not_end_it():
     probs = [0.9, 0.9, 0.1] * 3 + [0.9] * 10 + [0.1] * 5 + [0.9] * 10 + [0.1] * 12
     events = run(TurnDetector(config), probs)
     assert [e.kind for _, e in events] == [TurnEventKind.SPEECH_STARTED, TurnEventKind.END_OF_TURN]
+
+
+def test_a_pause_is_the_turn_as_it_would_end():
+    """pause() during an internal silence names the END_OF_TURN the silence would give; speech
+    coming back ends the pause and moves the end; after the turn there is none."""
+    config = TurnConfig(min_speech_ms=96, min_silence_ms=320, speech_pad_ms=64)
+    detector = TurnDetector(config)
+    run(detector, [0.0] * 5 + [0.9] * 10)
+    assert detector.pause() is None  # speaking
+    run(detector, [0.05] * 3)
+    assert detector.pause() == Pause(1, 5 * WINDOW - 64 * 16, 15 * WINDOW, 96)
+    run(detector, [0.9] * 4 + [0.05])
+    assert detector.pause() == Pause(1, 5 * WINDOW - 64 * 16, 22 * WINDOW, 32)
+    ((_, end),) = run(detector, [0.05] * 9)
+    assert end.kind is TurnEventKind.END_OF_TURN and end.end_sample == 22 * WINDOW
+    assert detector.pause() is None
 
 
 def test_windows_between_thresholds_continue_speech_but_not_silence():
