@@ -60,6 +60,13 @@ class Recognizer(nn.Module):
     ) -> tuple[Tensor, list[Tensor], Tensor]:
         """Log-mel frames (batch, frames, mels), normalised here -> logits, conv caches,
         GRU hidden (starting from `state`'s, or from a fresh stream)."""
+        outputs, convs, hidden = self.outputs(features, state)
+        return self.head(outputs), convs, hidden
+
+    def outputs(
+        self, features: Tensor, state: ASRState | None = None
+    ) -> tuple[Tensor, list[Tensor], Tensor]:
+        """from_features before the CTC head: the GRU's outputs (batch, frames, hidden)."""
         batch = features.shape[0]
         convs = self.front.empty_caches(batch, features) if state is None else state.convs
         x, convs = self.front(self.normalised(features), convs)
@@ -67,9 +74,9 @@ class Recognizer(nn.Module):
         if x.shape[1] == 0:
             if hidden is None:
                 hidden = x.new_zeros(self.config.layers, batch, self.config.hidden)
-            return x.new_zeros(batch, 0, self.config.vocab_size), convs, hidden
+            return x.new_zeros(batch, 0, self.config.hidden), convs, hidden
         y, hidden = self.gru(x, hidden)
-        return self.head(y), convs, hidden
+        return y, convs, hidden
 
     def forward(self, audio: Tensor) -> Tensor:
         """Offline: audio (batch, samples) -> CTC logits (batch, frames, vocab)."""
@@ -93,9 +100,14 @@ class Recognizer(nn.Module):
     def stream(self, audio: Tensor, state: ASRState) -> tuple[Tensor, ASRState]:
         """Feed audio (batch, samples) of any length; -> logits (batch, n, vocab) of the output
         frames now complete (n may be 0) and the new state."""
+        outputs, state = self.stream_outputs(audio, state)
+        return self.head(outputs), state
+
+    def stream_outputs(self, audio: Tensor, state: ASRState) -> tuple[Tensor, ASRState]:
+        """stream() before the CTC head: the GRU's outputs (batch, n, hidden)."""
         samples = torch.cat((state.samples, audio), dim=1)
         features = self.features.frames(samples)
         used = features.shape[1] * self.config.hop
         samples = samples[:, used:]
-        logits, convs, hidden = self.from_features(features, state)
-        return logits, ASRState(samples, convs, hidden, state.frames + logits.shape[1])
+        outputs, convs, hidden = self.outputs(features, state)
+        return outputs, ASRState(samples, convs, hidden, state.frames + outputs.shape[1])

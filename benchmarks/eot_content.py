@@ -1,0 +1,230 @@
+"""Can what was said end a turn? A feasibility measurement for a content end-of-turn head.
+
+The silence rule waits 576 ms after every turn because pauses inside turns are that long.
+A head that hears *what* was said (the shipped streaming recognizer's GRU outputs carry the
+words and the voice's fall) could end a complete turn sooner and wait through a pause after
+an unfinished clause. This measures that on the corpus, the way the agent would run it:
+
+- each user turn of the manifest (0.3 s of quiet before it, 1.5 s after, as `eval eot`) is
+  streamed window by window (512 samples) through Silero VAD, the agent's TurnDetector
+  (silence rule) and the recognizer; after each window the recognizer's latest GRU output;
+- training examples (train split): every window in a pause of the detector (a silence inside
+  a turn, or the turn's final silence before the rule ends it), labelled 1 if it lies after
+  the turn's true end of speech (the last sample above -40 dBFS), else 0;
+- the head: logistic regression over the GRU output and the silence so far (standardised),
+  fitted with L-BFGS;
+- evaluation (test split): the agent's rule with `eot="model"` fed the head's probability in
+  pauses (its model_min_silence_ms, the 576 ms silence rule as fallback), per threshold: false
+  fires (an end of turn before the true end) over all turns and over the turns that pause
+  inside, and the end-of-turn delay after the true end, p50 and p95; beside the silence rule
+  at several lengths.
+
+    python -m benchmarks.eot_content --data build/demo/data/manifest.jsonl [--train 600]
+
+It prints a table and one JSON line. A research measurement: the agent does not use this
+head (docs/benchmarks.md says what it found).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.asr.checkpoint import load_recognizer
+from models.asr.model import Recognizer
+from models.data.manifest import read_manifest
+from models.speech.audio import MODEL_RATE, read_audio
+from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
+from models.speech.vad import WINDOW, WINDOW_MS, SileroVAD
+from models.train.tokens import speech_end
+
+LEAD_S = 0.3
+TRAILING_S = 1.5
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+SILENCE_MS = (320, 416, 480, 576)
+
+
+@dataclass
+class Stream:
+    """One user turn as the agent hears it: per window its VAD probability, the recognizer's
+    GRU output after it, and whether the silence rule has it in a pause (and for how long)."""
+
+    probs: np.ndarray
+    outputs: np.ndarray
+    """(windows, hidden)"""
+    pause_ms: np.ndarray
+    """Silence so far inside the turn after each window (0: not in a pause)."""
+    true_end: int
+    """Stream sample just after the last speech sample."""
+    pauses_inside: bool
+    """Whether speech came back after a pause of the detector (a silence inside the turn)."""
+
+
+def stream(path: Path, vad: SileroVAD, recognizer: Recognizer) -> Stream:
+    clip = read_audio(path, MODEL_RATE)
+    lead = int(LEAD_S * MODEL_RATE)
+    total = lead + len(clip) + int(TRAILING_S * MODEL_RATE)
+    total += -total % WINDOW
+    audio = np.zeros(total, np.float32)
+    audio[lead : lead + len(clip)] = clip
+    true_end = lead + speech_end(clip)
+    vad.reset()
+    detector = TurnDetector(TurnConfig())
+    state = recognizer.init_state(1)
+    latest = torch.zeros(recognizer.config.hidden)
+    probs, outputs, pause_ms = [], [], []
+    ends: set[int] = set()
+    with torch.inference_mode():
+        for k in range(total // WINDOW):
+            window = audio[k * WINDOW : (k + 1) * WINDOW]
+            prob = vad.prob(np.ascontiguousarray(window))
+            detector.update(prob, 0.0)
+            out, state = recognizer.stream_outputs(torch.from_numpy(window)[None], state)
+            if out.shape[1]:
+                latest = out[0, -1]
+            pause = detector.pause()
+            ms = 0 if pause is None else pause.silence_ms
+            if pause is not None:
+                ends.add(pause.end_sample)
+            probs.append(prob)
+            outputs.append(latest.clone())
+            pause_ms.append(ms)
+    return Stream(
+        np.array(probs, np.float32),
+        torch.stack(outputs).numpy(),
+        np.array(pause_ms, np.float32),
+        true_end,
+        len(ends) > 1,  # speech came back after a pause
+    )
+
+
+def features(s: Stream) -> np.ndarray:
+    return np.concatenate([s.outputs, s.pause_ms[:, None] / 1000.0], axis=1)
+
+
+def fit(streams: list[Stream]) -> tuple[torch.nn.Linear, np.ndarray, np.ndarray]:
+    """Logistic regression on the pause windows of `streams`; -> (layer, mean, std)."""
+    xs, ys = [], []
+    for s in streams:
+        in_pause = s.pause_ms > 0
+        ends = (np.arange(len(s.probs)) + 1) * WINDOW
+        xs.append(features(s)[in_pause])
+        ys.append((ends[in_pause] >= s.true_end).astype(np.float32))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std)
+    yt = torch.from_numpy(y)
+    layer = torch.nn.Linear(x.shape[1], 1)
+    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+    positive = float(yt.mean())
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = layer(xt)[:, 0]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt)
+        loss = loss + 1e-3 * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    print(f"fitted on {len(y)} pause windows ({positive:.1%} after the end of the turn)")
+    return layer, mean, std
+
+
+def decide(s: Stream, config: TurnConfig, head_probs: np.ndarray | None) -> float | None:
+    """Delay (ms) of the first end of turn after the true end; -1.0 for a false fire; None:
+    never."""
+    detector = TurnDetector(config)
+    for k, prob in enumerate(s.probs):
+        eot = None if head_probs is None else float(head_probs[k])
+        event = detector.update(float(prob), 0.0, eot)
+        if event is None or event.kind is not TurnEventKind.END_OF_TURN:
+            continue
+        decided = (k + 1) * WINDOW
+        if decided < s.true_end:
+            return -1.0
+        return (decided - s.true_end) * 1000 / MODEL_RATE
+    return None
+
+
+def summary(results: list[float | None], streams: list[Stream]) -> dict[str, float | None]:
+    fired = [r for r in results if r is not None and r >= 0]
+    false = [r is not None and r < 0 for r in results]
+    pausing = [f for f, s in zip(false, streams, strict=True) if s.pauses_inside]
+    return {
+        "false_fire": round(float(np.mean(false)), 4),
+        "false_fire_pausing": round(float(np.mean(pausing)), 4) if pausing else None,
+        "delay_p50_ms": round(float(np.percentile(fired, 50)), 1) if fired else None,
+        "delay_p95_ms": round(float(np.percentile(fired, 95)), 1) if fired else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="manifest (JSONL) of the corpus")
+    parser.add_argument("--train", type=int, default=600, help="train-split user turns")
+    parser.add_argument("--test", type=int, default=300, help="test-split user turns")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    root = Path(args.data).parent
+    rng = random.Random(args.seed)
+    splits = {}
+    for split, count in (("train", args.train), ("test", args.test)):
+        users = [e for e in read_manifest(args.data, split) if e.dialogue.role == "user"]
+        splits[split] = rng.sample(users, min(count, len(users)))
+    vad, recognizer = SileroVAD(), load_recognizer()
+    streams = {
+        split: [stream(root / e.audio, vad, recognizer) for e in entries]
+        for split, entries in splits.items()
+    }
+    heard = time.perf_counter()
+    layer, mean, std = fit(streams["train"])
+    test = streams["test"]
+    rows = {}
+    for ms in SILENCE_MS:
+        rows[f"silence {ms} ms"] = summary(
+            [decide(s, TurnConfig(min_silence_ms=ms), None) for s in test], test
+        )
+    for threshold in THRESHOLDS:
+        config = TurnConfig(eot="model", eot_threshold=threshold)
+        results = []
+        for s in test:
+            with torch.no_grad():
+                logits = layer(torch.from_numpy((features(s) - mean) / std))[:, 0]
+            probs = torch.sigmoid(logits).numpy() * (s.pause_ms > 0)
+            results.append(decide(s, config, probs))
+        rows[f"content head >= {threshold}"] = summary(results, test)
+    pausing = sum(s.pauses_inside for s in test)
+    print(f"{len(test)} test turns, {pausing} with a pause inside (from {WINDOW_MS} ms of silence)")
+    print(f"{'rule':28} {'false fires':>11} {'(pausing)':>10} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, row in rows.items():
+        print(
+            f"{name:28} {row['false_fire']:11.3f} {row['false_fire_pausing']!s:>10} "
+            f"{row['delay_p50_ms']!s:>8} {row['delay_p95_ms']!s:>8}"
+        )
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor()}",
+        "train_turns": len(streams["train"]),
+        "test_turns": len(test),
+        "test_turns_pausing": pausing,
+        "seconds_hearing": round(heard - began, 1),
+        "rows": rows,
+    }
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
