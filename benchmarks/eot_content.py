@@ -11,15 +11,16 @@ an unfinished clause. This measures that on the corpus, the way the agent would 
 - training examples (train split): every window in a pause of the detector (a silence inside
   a turn, or the turn's final silence before the rule ends it), labelled 1 if it lies after
   the turn's true end of speech (the last sample above -40 dBFS), else 0;
-- the head: logistic regression over the GRU output and the silence so far (standardised),
-  fitted with L-BFGS;
+- the head (`--head`): logistic regression, or one hidden layer of 64, over the GRU output and
+  the silence so far (standardised), fitted with L-BFGS;
 - evaluation (test split): the agent's rule with `eot="model"` fed the head's probability in
   pauses (its model_min_silence_ms, the 576 ms silence rule as fallback), per threshold: false
   fires (an end of turn before the true end) over all turns and over the turns that pause
   inside, and the end-of-turn delay after the true end, p50 and p95; beside the silence rule
   at several lengths.
 
-    python -m benchmarks.eot_content --data build/demo/data/manifest.jsonl [--train 600]
+    python -m benchmarks.eot_content --data build/demo/data/manifest.jsonl [--train 500]
+        [--head linear|mlp] [--cache build/eot-streams.pt]
 
 It prints a table and one JSON line. A research measurement: the agent does not use this
 head (docs/benchmarks.md says what it found).
@@ -111,8 +112,15 @@ def features(s: Stream) -> np.ndarray:
     return np.concatenate([s.outputs, s.pause_ms[:, None] / 1000.0], axis=1)
 
 
-def fit(streams: list[Stream]) -> tuple[torch.nn.Linear, np.ndarray, np.ndarray]:
-    """Logistic regression on the pause windows of `streams`; -> (layer, mean, std)."""
+def head_module(kind: str, inputs: int) -> torch.nn.Module:
+    """'linear': logistic regression; 'mlp': one hidden layer of 64."""
+    if kind == "linear":
+        return torch.nn.Linear(inputs, 1)
+    return torch.nn.Sequential(torch.nn.Linear(inputs, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+
+
+def fit(streams: list[Stream], kind: str) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+    """The head fitted on the pause windows of `streams`; -> (head, mean, std)."""
     xs, ys = [], []
     for s in streams:
         in_pause = s.pause_ms > 0
@@ -123,15 +131,17 @@ def fit(streams: list[Stream]) -> tuple[torch.nn.Linear, np.ndarray, np.ndarray]
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
     yt = torch.from_numpy(y)
-    layer = torch.nn.Linear(x.shape[1], 1)
-    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+    torch.manual_seed(0)
+    layer = head_module(kind, x.shape[1])
+    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=300, line_search_fn="strong_wolfe")
     positive = float(yt.mean())
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         logits = layer(xt)[:, 0]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt)
-        loss = loss + 1e-3 * layer.weight.pow(2).sum()
+        weights = [p for name, p in layer.named_parameters() if name.endswith("weight")]
+        loss = loss + 1e-3 * sum(w.pow(2).sum() for w in weights)
         loss.backward()
         return loss
 
@@ -174,6 +184,10 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=600, help="train-split user turns")
     parser.add_argument("--test", type=int, default=300, help="test-split user turns")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head", choices=["linear", "mlp"], default="linear")
+    parser.add_argument(
+        "--cache", help="file to keep the streamed turns in (read back if it exists)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     began = time.perf_counter()
@@ -183,13 +197,19 @@ def main() -> int:
     for split, count in (("train", args.train), ("test", args.test)):
         users = [e for e in read_manifest(args.data, split) if e.dialogue.role == "user"]
         splits[split] = rng.sample(users, min(count, len(users)))
-    vad, recognizer = SileroVAD(), load_recognizer()
-    streams = {
-        split: [stream(root / e.audio, vad, recognizer) for e in entries]
-        for split, entries in splits.items()
-    }
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.exists():
+        streams = torch.load(cache, weights_only=False)
+    else:
+        vad, recognizer = SileroVAD(), load_recognizer()
+        streams = {
+            split: [stream(root / e.audio, vad, recognizer) for e in entries]
+            for split, entries in splits.items()
+        }
+        if cache is not None:
+            torch.save(streams, cache)
     heard = time.perf_counter()
-    layer, mean, std = fit(streams["train"])
+    layer, mean, std = fit(streams["train"], args.head)
     test = streams["test"]
     rows = {}
     for ms in SILENCE_MS:
@@ -216,6 +236,7 @@ def main() -> int:
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor()}",
+        "head": args.head,
         "train_turns": len(streams["train"]),
         "test_turns": len(test),
         "test_turns_pausing": pausing,

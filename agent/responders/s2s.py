@@ -218,6 +218,7 @@ class S2SSession(ResponderSession):
         """The projected memory of the turn's steps and of its words' pieces (text streams),
         or None when no step is kept."""
         step_samples = self._recorder.hop * self._group
+        kept = tuple(self._memory)  # at once: the listening thread appends as the call goes on
         first = turn.start_sample // step_samples
         end = -(-turn.end_sample // step_samples)
         parts = [
@@ -225,7 +226,7 @@ class S2SSession(ResponderSession):
                 keys[:, :, :, max(first - start, 0) : end - start],
                 values[:, :, :, max(first - start, 0) : end - start],
             )
-            for start, keys, values in self._memory
+            for start, keys, values in kept
             if start < end and start + keys.shape[3] > first
         ]
         if not parts:
