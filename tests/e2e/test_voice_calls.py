@@ -1,7 +1,7 @@
 """Zero-shot voices in real calls: `telugu-s2s serve` as users run it (the demo model, its own
 process) called by the headless caller with a voice clip in the offer, with "answer in my
-voice", and with an unusable clip; and the router of `serve --workers 2` passing a clip-sized
-offer to its workers.
+voice", and with an unusable clip; a caller's voice that cannot be taken; and the router of
+`serve --workers 2` passing a clip-sized offer to its workers.
 
 The demo model's zero-shot projection is untrained: these calls check that the voice is taken
 and the call answered, not that the answer sounds like the clip."""
@@ -17,9 +17,13 @@ import numpy as np
 import pytest
 
 from agent.caller.caller import CALLER_VOICE, CallRefused, call
+from agent.responders.s2s import S2SResponder
 from agent.wire import WIRE_RATE
+from models.loading import DEMO_CHECKPOINT, load
 from models.speech.audio import MODEL_RATE
+from signaling.calls import CALLS
 from tests.clips import encode, speech
+from tests.conftest import start_agent
 from tests.e2e.test_workers import free_port, health, offer, two_parrot_workers
 from tests.speech import conversation
 
@@ -114,3 +118,19 @@ async def test_the_router_passes_a_clip_sized_offer_to_its_workers():
             await pc.close()
         if proc.returncode is None:
             await stop(proc)  # a clean stop is part of the test
+
+
+async def test_a_caller_voice_that_cannot_be_taken_is_reported_and_the_call_goes_on():
+    """The process's voice thread is gone (as when the server is stopping): "answer in my
+    voice" gets `voice_failed`, and the answers stay in the named voice."""
+    agent, runner = await start_agent(responder=S2SResponder(load(DEMO_CHECKPOINT), seed=0))
+    try:
+        agent.app[CALLS].voices.close()
+        talk = conversation([0.5, "weather", 1.2, "cricket", 1.2, "food", 2.5], WIRE_RATE)
+        report, _ = await call(agent.url, talk, voice=CALLER_VOICE)
+    finally:
+        await runner.cleanup()
+    assert report.voice is not None and report.voice["type"] == "voice_failed", report.events
+    assert report.voice["source"] == "caller" and report.voice["reason"] == "embedding_failed"
+    assert not [e for e in report.events if e["type"] == "voice_ready"]
+    assert report.answered >= 1, report.to_json()
