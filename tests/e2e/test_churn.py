@@ -11,13 +11,13 @@ from benchmarks.latency import free_port, spawn_agent
 pytestmark = pytest.mark.slow
 
 WARMUP = 25
-CALLS = 50
+CALLS = 40
 BLOCKS = 2
 CONCURRENCY = 10
 RSS_MARGIN_MIB = 400.0
 """Growth allowed over the BLOCKS x CALLS measured calls. Over 1,000 churned calls the agent's
 resident size went up and down between about 510 and 860 MiB with no trend (a saw-tooth of
-~350 MiB every ~500 calls, docs/benchmarks.md), so a tighter bound on 100 calls would measure
+~350 MiB every ~500 calls, docs/benchmarks.md), so a tighter bound on 80 calls would measure
 where the tooth falls, not a leak. A leaked call is caught exactly by the task, thread and
 file-descriptor counts, whatever the number of calls."""
 
