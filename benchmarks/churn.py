@@ -57,7 +57,7 @@ CHURN_AGENT = (
     "1000",  # slots by --max-sessions alone: churned calls linger by design (vanish, abandon)
     "--responder",
     "parrot",
-    "--no-captions",  # the recognizer would be most of the listening work of 10 calls
+    "--no-captions",  # the recognizer: a third of a parrot call's listening work
     "--min-silence-ms",
     "256",
     "--peer-timeout",

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import torch
 
 from models.asr.checkpoint import load_recognizer
 from models.asr.model import Recognizer
+from models.card import machine
 from models.data.manifest import Entry, read_manifest
 from models.eval.eot import eot_probabilities, ready_samples, window_eot
 from models.loading import DEMO_CHECKPOINT, Models, load
@@ -257,7 +257,7 @@ def main() -> int:
         )
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor()}",
+        "machine": machine(),
         "head": args.head,
         "train_turns": len(streams["train"]),
         "test_turns": len(test),

@@ -28,7 +28,7 @@ from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.data.slots import SLOT_INTENTS, VALUES, SlotIntent, values_for
 from models.data.voices import PERSONAS, Persona, bank_splits, voice_bank
-from models.data.wording import digest, wording_splits
+from models.data.wording import digest, ranked_splits, wording_splits
 from models.speech.audio import MODEL_RATE, write_audio
 
 RATE = MODEL_RATE
@@ -220,10 +220,7 @@ def hold_out(items: Sequence[str]) -> dict[str, str]:
     same whatever the seed. User wordings are held out by models/data/wording.py."""
     ranked = sorted(items, key=digest)
     held = max(1, round(len(items) * 0.1)) if len(items) >= 3 else 0
-    return {
-        item: "test" if i < held else "validation" if i < 2 * held else "train"
-        for i, item in enumerate(ranked)
-    }
+    return ranked_splits(ranked, held, held)
 
 
 @dataclass(frozen=True)

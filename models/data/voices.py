@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.data.wording import digest
+from models.data.wording import digest, ranked_splits
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,7 @@ def bank_splits(names: list[str]) -> dict[str, str]:
     """The split of each bank voice: BANK_HELD_OUT of them (by hash) to test and validation,
     the rest to train."""
     ranked = sorted(names, key=lambda name: digest(f"{name}-split"))
-    test, validation = BANK_HELD_OUT["test"], BANK_HELD_OUT["validation"]
-    return {
-        name: "test" if i < test else "validation" if i < test + validation else "train"
-        for i, name in enumerate(ranked)
-    }
+    return ranked_splits(ranked, BANK_HELD_OUT["test"], BANK_HELD_OUT["validation"])
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,15 @@ def digest(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
 
 
+def ranked_splits(ranked: list[str], test: int, validation: int) -> dict[str, str]:
+    """The split of each of `ranked`: the first `test` to test, the next `validation` to
+    validation, the rest to train."""
+    return {
+        item: "test" if i < test else "validation" if i < test + validation else "train"
+        for i, item in enumerate(ranked)
+    }
+
+
 def words(text: str) -> frozenset[str]:
     """The words of the normalised text, a slot template's placeholder left out."""
     return frozenset(normalise(text.replace(PLACEHOLDER, " ")).split())

@@ -14,7 +14,7 @@ from models.codec import TeluCodec
 from models.codec.codec import DecoderState
 from models.codec.istft import ISTFTHead, delay
 from models.config import DEMO, S2SConfig
-from tests.unit.test_codec import noise, partition
+from tests.unit.test_codec import assert_streaming_decode_matches_whole, noise
 
 HOP = DEMO.codec.hop
 ISTFT = replace(DEMO.codec, decoder="istft")
@@ -59,17 +59,7 @@ def test_head_inverts_the_stft_of_a_signal_with_its_delay() -> None:
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_streaming_decode_matches_whole_utterance(codec: TeluCodec, seed: int) -> None:
-    codes = codec.encode(noise(60, seed=seed))
-    whole = codec.decode(codes)
-    pieces, state, start = [], None, 0
-    with torch.inference_mode():
-        for frames in partition(60, seed):
-            piece, state = codec.decode_stream(codes[:, :, start : start + frames], state)
-            assert piece.shape == (2, frames * HOP)
-            pieces.append(piece)
-            start += frames
-    assert whole.abs().max() > 0.01
-    torch.testing.assert_close(torch.cat(pieces, -1), whole, rtol=0, atol=1e-5)
+    assert_streaming_decode_matches_whole(codec, seed, loudest_at_least=0.01, atol=1e-5)
 
 
 def test_stacked_states_decode_as_the_separate_streams(codec: TeluCodec) -> None:
