@@ -102,6 +102,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     from models.text.training import add_train_tokenizer_command
     from models.train.asr import add_train_asr_command
     from models.train.codec import add_train_codec_command
+    from models.train.monologue import add_train_monologue_command
     from models.train.s2s import add_train_s2s_command
 
     data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
@@ -112,6 +113,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     recipes = train.add_subparsers(dest="recipe", required=True)
     add_train_codec_command(recipes)
     add_train_s2s_command(recipes)
+    add_train_monologue_command(recipes)
     add_train_asr_command(recipes)
     add_train_tokenizer_command(recipes)
     judge = commands.add_parser(

@@ -214,6 +214,19 @@ class StreamingDecoder(nn.Module):
             keep = torch.rand(x.shape[:2], device=x.device) >= input_dropout
             x = x * keep[..., None].to(x.dtype)
         x = x + condition[:, None] + self._embed_text(text, x)
+        return self._attend(x, memory, memory_mask)
+
+    def text_hidden(
+        self, text: Tensor, memory: Tensor, condition: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
+        """`hidden` of a text-only answer (`models.train.text_pairs`): the positions read their
+        previous text token (batch, P) and the conditioning, and no codes (their embedding is
+        zero, as `input_dropout` leaves a dropped position)."""
+        x = self._embed_text(text, condition[:, None]) + condition[:, None]
+        return self._attend(x, memory, memory_mask)
+
+    def _attend(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None) -> Tensor:
+        """The layers over input embeddings x (batch, P, dim), causally, reading `memory`."""
         positions = torch.arange(x.shape[1], device=x.device)
         mask = None if memory_mask is None else memory_mask[:, None, None, :]
         for layer in self.layers:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,6 +87,7 @@ from models.train.common import (
     set_threads,
     warmup_cosine,
 )
+from models.train.monologue import draw_batch, start_from, text_pair_ce, text_pairs_for
 from models.train.text_streams import (
     TEXT_CACHE,
     HeardText,
@@ -137,6 +139,7 @@ LOG_FIELDS = (
     "val_ctc",
     "val_intent_accuracy",
     "text",
+    "text_pairs",
     "val_text_ce",
     "val_text_ce_other_turn",
     "val_text_accuracy",
@@ -718,9 +721,15 @@ def train_s2s(
     recognizer: str | Path | None = None,
     text_weight: float | None = None,
     zero_shot_share: float = ZERO_SHOT_SHARE,
+    init: str | Path | None = None,
+    text_pairs: int = 0,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
+
+    `init`: a checkpoint (`train monologue`'s) whose encoder and decoder weights a new run
+    starts from. `text_pairs`: text-only pairs (`models.train.text_pairs`) trained beside
+    every batch, their text cross-entropy weighted as the text stream's.
 
     `config` is a preset name or an S2SConfig (its codec sizes are replaced by the codec
     checkpoint's). Without `resume` an out_dir that already holds train state is an error;
@@ -729,6 +738,8 @@ def train_s2s(
     """
     if not 0.0 <= coarse_weight < 1.0:
         raise ValueError(f"coarse_weight must be in [0, 1), not {coarse_weight}")
+    if text_pairs < 0:
+        raise ValueError(f"text_pairs must be >= 0, not {text_pairs}")
     manifest, out = Path(manifest), Path(out_dir)
     resuming = (out / TRAIN_STATE).exists()
     if resuming and not resume:
@@ -745,6 +756,10 @@ def train_s2s(
     codec.to(torch_device).eval()
     encoder = StreamingEncoder(config).to(torch_device).train()
     decoder = StreamingDecoder(config).to(torch_device).train()
+    if init is not None and not resuming:
+        start_from(init, config, encoder, decoder)
+    if text_pairs and not config.text.enabled:
+        raise ValueError("text_pairs train the text streams: the configuration has none")
     modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
     heads = None
     if ctc_weight > 0 or intent_weight > 0:
@@ -777,6 +792,8 @@ def train_s2s(
             raise ValueError(f"{out} was trained with another coarse_weight")
         if saved["extra"].get("zero_shot_share", 0.0) != zero_shot_share:
             raise ValueError(f"{out} was trained with another zero_shot_share")
+        if saved["extra"].get("text_pairs", 0) != text_pairs:
+            raise ValueError(f"{out} was trained with another number of text pairs")
         state = restore_train_state(saved, modules, {"s2s": optimizer}, {"s2s": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
         first_loss = state.extra["first_loss"]
@@ -823,17 +840,23 @@ def train_s2s(
             "coarse_weight": coarse_weight,
             "zero_shot_share": zero_shot_share,
             "text_weights": text_weights,
+            "text_pairs": text_pairs,
+            "init": None if init is None else str(init),
         }
         save_train_state(out, step, modules, {"s2s": optimizer}, {"s2s": scheduler}, extra)
         metrics = {k: v for k, v in (last | validated).items() if k != "step"}
         checkpoint = {"codec": codec, "encoder": encoder, "decoder": decoder}
         about: dict[str, Any] = {"step": step, "train": metrics, "text_weights": text_weights}
+        about |= {"init": None if init is None else str(init), "text_pairs": text_pairs}
         if text_data is not None:
             text_data.tokenizer.save(out / TOKENIZER_DIR)
             about["tokenizer"] = text_data.tokenizer.record()
             about["recognizer_sha256"] = text_data.recognizer_sha256
         save_checkpoint(out, checkpoint, config, about)
 
+    pairs = None
+    if text_pairs and text_data is not None:
+        pairs, _ = text_pairs_for(manifest, config, text_data.tokenizer)
     bar = progress_bar(steps, start, progress)
     began = time.perf_counter()
     by_length = torch.tensor([e.user.shape[1] + e.answer.shape[1] for e in train]).argsort()
@@ -859,6 +882,12 @@ def train_s2s(
         if outputs.text_logits is not None:
             values["text"] = outputs.text_ce
             loss = loss + config.text.text_weight * outputs.text_ce
+        if pairs is not None:
+            rng = random.Random(seed * 1_000_003 + step)  # the text pairs of a step: resumable
+            text_only = draw_batch(pairs, text_pairs, len(config.speakers), rng)
+            with autocast(torch_device, cpu_bf16=True):
+                values["text_pairs"] = text_pair_ce(encoder, decoder, text_only.to(torch_device))
+            loss = loss + config.text.text_weight * values["text_pairs"]
         if heads is not None:
             hidden, mask = outputs.hidden, batch.memory_mask
             values["ctc"] = heads.ctc_loss(hidden, mask, batch.labels, batch.label_lengths)
@@ -981,6 +1010,19 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="weight of the text stream's cross-entropy (default: the preset's); may change "
         "when a run resumes (the checkpoint records each weight and its first step)",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="checkpoint whose encoder and decoder weights a new run starts from (train "
+        "monologue's: the text streams trained on text first)",
+    )
+    p.add_argument(
+        "--text-pairs",
+        type=int,
+        default=0,
+        help="text-only pairs (user turn -> answer text, drawn from the corpus's train "
+        "intents) trained beside every batch, so that what to answer is not unlearnt",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -1013,6 +1055,8 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         recognizer=args.recognizer,
         text_weight=args.text_weight,
         zero_shot_share=args.zero_shot_share,
+        init=args.init,
+        text_pairs=args.text_pairs,
     )
     print(json.dumps(metrics))
     return 0

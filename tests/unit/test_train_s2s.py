@@ -39,6 +39,7 @@ from models.s2s.encoder import StreamingEncoder
 from models.speech.audio import read_audio, write_audio
 from models.speech.turns import TurnConfig
 from models.train import tokens
+from models.train.monologue import train_monologue
 from models.train.s2s import (
     Example,
     add_train_s2s_command,
@@ -131,6 +132,48 @@ def trained(corpus: Path) -> tuple[Path, dict]:
 def _log(out: Path) -> list[dict[str, str]]:
     with open(out / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_a_run_starts_from_the_monologue_and_keeps_training_text_pairs(
+    trained, tmp_path: Path
+) -> None:
+    """`init` loads the text-only run's weights; `text_pairs` adds their loss to every step
+    and is part of the run's identity on resume."""
+    out, _ = trained
+    corpus = out.parent
+    first = tmp_path / "monologue"
+    train_monologue(
+        corpus / "manifest.jsonl",
+        first,
+        "demo",
+        1,
+        batch_size=2,
+        device="cpu",
+        eval_every=0,
+        progress=False,
+    )
+    run = tmp_path / "s2s"
+    run.mkdir()
+    for cache in ("codes.pt", "text.pt"):
+        shutil.copy(out / cache, run / cache)
+    train_s2s(
+        corpus / "manifest.jsonl",
+        corpus / "codec",
+        run,
+        steps=2,
+        batch_size=2,
+        device="cpu",
+        log_every=1,
+        eval_every=10,
+        progress=False,
+        init=first,
+        text_pairs=2,
+    )
+    rows = _log(run)
+    assert all(float(r["text_pairs"]) > 0 for r in rows) and len(rows) == 2
+    assert load_extra(run)["init"] == str(first)
+    with pytest.raises(ValueError, match="text pairs"):
+        train_s2s(corpus / "manifest.jsonl", corpus / "codec", run, steps=3, resume=True)
 
 
 def test_eot_labels_are_zero_before_and_one_after_the_speech_end() -> None:
