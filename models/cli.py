@@ -98,6 +98,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     from models.eval.asr import add_eval_asr_command
     from models.eval.codec import add_eval_codec_command
     from models.eval.eot import add_eval_eot_command
+    from models.eval.monologue import add_eval_monologue_command
     from models.eval.s2s import add_eval_s2s_command
     from models.text.training import add_train_tokenizer_command
     from models.train.asr import add_train_asr_command
@@ -124,4 +125,5 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     add_eval_s2s_command(evaluations)
     add_eval_eot_command(evaluations)
     add_eval_asr_command(evaluations)
+    add_eval_monologue_command(evaluations)
     add_transcribe_command(commands)

@@ -225,6 +225,18 @@ class StreamingDecoder(nn.Module):
         x = self._embed_text(text, condition[:, None]) + condition[:, None]
         return self._attend(x, memory, memory_mask)
 
+    def text_step(self, cache: DecoderCache, text: Tensor) -> Tensor:
+        """One position of a text-only answer (`text_hidden`, cached): the previous text token
+        (batch,) -> text logits (batch, text vocab); advances the cache."""
+        cache.check_room()
+        x = cache.condition[:, None] + self._embed_text(text[:, None], cache.condition[:, None])
+        self_mask = cache.self_mask()
+        for index, layer in enumerate(self.layers):
+            memory = cache.memory.layer(index, cache.static)
+            x = layer(x, self.rope, cache.position, memory, cache, index, self_mask)
+        cache.advance()
+        return self.text_logits(x)[:, 0]
+
     def _attend(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None) -> Tensor:
         """The layers over input embeddings x (batch, P, dim), causally, reading `memory`."""
         positions = torch.arange(x.shape[1], device=x.device)

@@ -32,6 +32,7 @@ from models.checkpoints import load_config, load_state, save_checkpoint
 from models.config import S2SConfig, preset
 from models.data.manifest import Entry, read_manifest
 from models.eval.judge import IntentTexts, said_back
+from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import TEXT_IGNORE, TEXT_PAD
 from models.s2s.encoder import StreamingEncoder
@@ -164,13 +165,7 @@ def free_text(
     token = torch.full((user.shape[0],), TEXT_PAD, dtype=torch.long, device=user.device)
     said = []
     for _ in range(steps):
-        x = cache.condition[:, None] + decoder.text_embedding(token[:, None])
-        self_mask = cache.self_mask()
-        for index, layer in enumerate(decoder.layers):
-            layer_memory = cache.memory.layer(index, cache.static)
-            x = layer(x, decoder.rope, cache.position, layer_memory, cache, index, self_mask)
-        cache.advance()
-        probs = (decoder.text_logits(x)[:, 0].float() / temperature).softmax(-1)
+        probs = (decoder.text_step(cache, token).float() / temperature).softmax(-1)
         token = torch.multinomial(probs, 1, generator=generator)[:, 0]
         said.append(token)
     return torch.stack(said, dim=1)
@@ -351,8 +346,10 @@ def train_monologue(
                 "step": step,
                 "monologue": {"timing": vars(timing), **last, **validated},
                 "tokenizer": tokenizer.record(),
+                "init": None if init is None else str(init),
             }
             save_checkpoint(out, modules, config, about)
+            tokenizer.save(out / TOKENIZER_DIR)
     bar.close()
     return run_result(last, start, steps, time.perf_counter() - began, **validated)
 
