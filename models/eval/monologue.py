@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.checkpoints import load_config, load_state
+from models.checkpoints import load_config
 from models.data.manifest import read_manifest
 from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.encoder import StreamingEncoder
 from models.text.tokenizer import Tokenizer
-from models.train.monologue import answer_judge, held_out_turns, meant_answers
+from models.train.monologue import answer_judge, held_out_turns, meant_answers, start_from
 
 DEFAULT_TURNS = 400
 
@@ -39,8 +39,7 @@ def evaluate_monologue(
     if not config.text.enabled:
         raise ValueError(f"{checkpoint} has no text streams")
     encoder, decoder = StreamingEncoder(config).eval(), StreamingDecoder(config).eval()
-    load_state(checkpoint, "encoder", encoder)
-    load_state(checkpoint, "decoder", decoder)
+    start_from(checkpoint, config, encoder, decoder)
     own = Path(checkpoint) / TOKENIZER_DIR
     tokenizer = Tokenizer.load(own) if own.is_dir() else Tokenizer.load()
     entries = read_manifest(manifest)

@@ -231,10 +231,9 @@ def answer_judge(entries: list[Entry]) -> IntentTexts:
 
 
 def text_pairs_for(
-    manifest: Path, config: S2SConfig, tokenizer: Tokenizer
+    entries: list[Entry], config: S2SConfig, tokenizer: Tokenizer
 ) -> tuple[TextPairs, AnswerTiming]:
-    """The text-only pairs of `config`, timed by the manifest's train answers."""
-    entries = read_manifest(manifest)
+    """The text-only pairs of `config`, timed by the train answers of a manifest's `entries`."""
     answers = [
         e for e in entries if e.split == "train" and e.dialogue and e.dialogue.role == "agent"
     ]
@@ -300,8 +299,8 @@ def train_monologue(
             raise ValueError(f"{out} was trained with another configuration than {config.name}")
         state = restore_train_state(saved, modules, {"text": optimizer}, {"text": scheduler})
         start, seconds_before = state.step, float(state.extra["seconds"])
-    pairs, timing = text_pairs_for(manifest, config, tokenizer)
     entries = read_manifest(manifest)
+    pairs, timing = text_pairs_for(entries, config, tokenizer)
     judge, turns = answer_judge(entries), held_out_turns(entries, "validation", VALIDATION_TURNS)
     free_steps = config.decoder.max_steps // 2
     out.mkdir(parents=True, exist_ok=True)

@@ -856,7 +856,7 @@ def train_s2s(
 
     pairs = None
     if text_pairs and text_data is not None:
-        pairs, _ = text_pairs_for(manifest, config, text_data.tokenizer)
+        pairs, _ = text_pairs_for(read_manifest(manifest), config, text_data.tokenizer)
     bar = progress_bar(steps, start, progress)
     began = time.perf_counter()
     by_length = torch.tensor([e.user.shape[1] + e.answer.shape[1] for e in train]).argsort()
