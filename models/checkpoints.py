@@ -144,10 +144,13 @@ def _listing(kind: str, items: list[str]) -> str:
     return f"{len(items)} {kind}: {shown}{more}"
 
 
-def load_state(directory: str | Path, name: str, module: nn.Module) -> None:
+def load_state(
+    directory: str | Path, name: str, module: nn.Module, added: tuple[str, ...] = ()
+) -> None:
     """Load `<name>.safetensors` from a checkpoint into `module`. Names and shapes are checked
     first: every missing key, unexpected key and shape mismatch is reported in one
-    CheckpointError, and the module is left untouched."""
+    CheckpointError, and the module is left untouched. `added`: keys that the module may hold
+    beside the checkpoint's (parts a new run adds; they keep their initial values)."""
     manifest = _manifest(directory)
     path = Path(directory) / f"{name}{SUFFIX}"
     names = manifest.get("modules", [])
@@ -162,7 +165,7 @@ def load_state(directory: str | Path, name: str, module: nn.Module) -> None:
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"cannot read {path}: {error}") from error
     expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
+    missing = [key for key in expected if key not in state and key not in added]
     unexpected = [key for key in state if key not in expected]
     mismatched = [
         f"{key} (checkpoint {tuple(state[key].shape)}, module {tuple(expected[key].shape)})"
@@ -182,4 +185,4 @@ def load_state(directory: str | Path, name: str, module: nn.Module) -> None:
         raise CheckpointError(
             f"{path} does not fit {type(module).__name__}: " + "; ".join(problems)
         )
-    module.load_state_dict(state)
+    module.load_state_dict(state, strict=not added)

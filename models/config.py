@@ -12,7 +12,7 @@ the codes of all the frames of a step at once (parallel heads, codebook delay pa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from models.controls import EMOTIONS, SPEAKERS
@@ -119,6 +119,10 @@ class TextConfig:
     """Longest user turn, in pieces (older pieces are dropped)."""
     text_weight: float = 1.0
     """Weight of the text stream's cross-entropy beside the codes' mean cross-entropy."""
+    copy_pieces: bool = False
+    """A copy path for saying the user's words back (`models.s2s.piece_signatures`): each
+    user piece's memory entry carries a fixed random signature of the piece, and the text
+    output also scores every piece by that signature."""
 
     @property
     def enabled(self) -> bool:
@@ -196,3 +200,8 @@ def preset(name: str) -> S2SConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def with_copy_pieces(config: S2SConfig, copy: bool = True) -> S2SConfig:
+    """`config` with the copy path (`TextConfig.copy_pieces`) turned on when `copy`."""
+    return replace(config, text=replace(config.text, copy_pieces=True)) if copy else config

@@ -6,6 +6,11 @@ judged as `eval s2s` judges a transcript: the intent of the closest reference an
 whether the turn's slot value is said back. This isolates *what to say* from *saying it*: it
 needs no codec, no audio and no recognizer, and it is the figure `train monologue` validates
 on. It is not the agent's figure (`eval s2s` judges the answer audio).
+
+It also reports whether the stream listens at all, teacher-forced: the text cross-entropy of
+each turn's reference answer (its words placed by the corpus's timing fit, spread over the
+answer's real duration) after its own user turn and after a turn of another intent. A stream
+that ignores the user scores both the same.
 """
 
 from __future__ import annotations
@@ -15,15 +20,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from models.checkpoints import load_config
-from models.data.manifest import read_manifest
+from models.config import S2SConfig
+from models.data.manifest import Entry, read_manifest
+from models.data.text import normalise
 from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
+from models.s2s.delay import TEXT_IGNORE
 from models.s2s.encoder import StreamingEncoder
 from models.text.tokenizer import Tokenizer
-from models.train.monologue import answer_judge, held_out_turns, meant_answers, start_from
+from models.train.monologue import (
+    answer_judge,
+    held_out_turns,
+    meant_answers,
+    start_from,
+    text_batch,
+    text_pair_ce,
+    text_pairs_for,
+)
+from models.train.text_pairs import TextPair, TextPairs
 
 DEFAULT_TURNS = 400
+CE_BATCH = 16
 
 
 def evaluate_monologue(
@@ -46,7 +66,64 @@ def evaluate_monologue(
     chosen = held_out_turns(entries, split, turns)
     steps = config.decoder.max_steps // 2
     result = meant_answers(encoder, decoder, tokenizer, chosen, answer_judge(entries), steps, seed)
-    return {"checkpoint": str(checkpoint), "split": split, "seed": seed, **result}
+    pairs, _ = text_pairs_for(entries, config, tokenizer)
+    listening = own_and_other_ce(encoder, decoder, config, pairs, entries, chosen)
+    return {"checkpoint": str(checkpoint), "split": split, "seed": seed, **result, **listening}
+
+
+def reference_pairs(
+    config: S2SConfig, pairs: TextPairs, entries: list[Entry], turns: list[Entry]
+) -> tuple[list[TextPair], list[str]]:
+    """Each turn that has a reference answer in `entries`, as a text pair (the answer's words
+    spread over its real duration), and the turn's intent."""
+    answers = {e.key: e for e in entries}
+    made, intents = [], []
+    for turn in turns:
+        key = turn.dialogue.pair if turn.dialogue else None
+        answer = answers.get(key) if key else None
+        if answer is None:
+            continue
+        words = [w for w in answer.text.split() if normalise(w)]
+        _, natural_s = pairs.timing.starts(words)
+        emotion = config.emotions.index(answer.emotion) if answer.emotion in config.emotions else 0
+        made.append(pairs.pair(turn.text, answer.text, emotion, natural_s / answer.duration))
+        intents.append(turn.extra["intent"])
+    return made, intents
+
+
+@torch.inference_mode()
+def own_and_other_ce(
+    encoder: StreamingEncoder,
+    decoder: StreamingDecoder,
+    config: S2SConfig,
+    pairs: TextPairs,
+    entries: list[Entry],
+    turns: list[Entry],
+) -> dict[str, Any]:
+    """Mean text cross-entropy per trained step of the turns' reference answers after their
+    own user turn (`ce_own`) and after the next turn of another intent (`ce_other`)."""
+    made, intents = reference_pairs(config, pairs, entries, turns)
+    if len({*intents}) < 2:
+        return {"ce_turns": len(made), "ce_own": None, "ce_other": None}
+    others = []
+    for index, intent in enumerate(intents):
+        step = 1
+        while intents[(index + step) % len(made)] == intent:
+            step += 1
+        others.append(made[(index + step) % len(made)].user)
+    sums, count = {"own": 0.0, "other": 0.0}, 0
+    device = next(decoder.parameters()).device
+    for first in range(0, len(made), CE_BATCH):
+        chunk = made[first : first + CE_BATCH]
+        swapped = [
+            TextPair(user, p.answer, p.emotion)
+            for user, p in zip(others[first : first + CE_BATCH], chunk, strict=True)
+        ]
+        for name, group in (("own", chunk), ("other", swapped)):
+            batch = text_batch(group, torch.zeros(len(group), dtype=torch.long)).to(device)
+            sums[name] += float(text_pair_ce(encoder, decoder, batch, "sum"))
+        count += sum(int(p.answer.ne(TEXT_IGNORE).sum()) for p in chunk)
+    return {"ce_turns": len(made), "ce_own": sums["own"] / count, "ce_other": sums["other"] / count}
 
 
 def add_eval_monologue_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,6 +152,11 @@ def _run_eval_monologue(args: argparse.Namespace) -> int:
     slot = "-" if result["slot"] is None else f"{100 * result['slot']:.1f} %"
     intent = "-" if result["intent"] is None else f"{100 * result['intent']:.1f} %"
     print(f"{result['turns']} {args.split} turns: intent {intent}, slot said back {slot}")
+    if result["ce_own"] is not None:
+        print(
+            f"text CE of the reference answers ({result['ce_turns']} turns): "
+            f"{result['ce_own']:.3f} after their own turn, {result['ce_other']:.3f} after another"
+        )
     for example in result["examples"]:
         print(f"  {example['user']} -> {example['meant']}")
     return 0

@@ -46,6 +46,7 @@ from models.s2s.delay import (
     undo_delay,
 )
 from models.s2s.kv_cache import DecoderCache, MemoryCache
+from models.s2s.piece_signatures import piece_signatures
 from models.s2s.sampling import Sampling
 
 MemoryKV = tuple[Tensor, Tensor, Tensor | None]
@@ -155,7 +156,16 @@ class StreamingDecoder(nn.Module):
         """The inner monologue read back: the previous position's text token."""
         self.text_output = nn.Linear(dec.dim, self.text_vocab) if self.text_vocab else None
         """The inner monologue: a text token (a piece, PAD or EPAD) per step."""
+        self.text_copy: nn.Linear | None = None
+        """With `copy_pieces`: the state -> a piece signature, scored against every piece's
+        (`models.s2s.piece_signatures`); zero at start, so it first changes nothing."""
+        if config.text.copy_pieces:
+            self.text_copy = nn.Linear(dec.dim, config.encoder.dim, bias=False)
+            signatures = piece_signatures(self.text_vocab, config.encoder.dim)
+            self.register_buffer("piece_signatures", signatures, persistent=False)
         self.apply(_init_weights)
+        if self.text_copy is not None:
+            nn.init.zeros_(self.text_copy.weight)
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -264,7 +274,12 @@ class StreamingDecoder(nn.Module):
         """(batch, P, dim) hidden states -> (batch, P, text vocab) text-stream logits."""
         if self.text_output is None:
             raise ValueError("this decoder has no text stream")
-        return self.text_output(self.norm(hidden))
+        state = self.norm(hidden)
+        logits = self.text_output(state)
+        if self.text_copy is not None:
+            signatures = self.piece_signatures.to(logits.dtype)
+            logits = logits + self.text_copy(state).to(logits.dtype) @ signatures.T
+        return logits
 
     def _embed_text(self, text: Tensor | None, like: Tensor) -> Tensor | float:
         """The text tokens' embeddings (batch, P, dim), 0 without a text stream; a decoder

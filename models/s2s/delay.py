@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from models.text.tokenizer import EOS
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -106,6 +108,9 @@ def shift_right(y: Tensor, pad: int) -> Tensor:
 
 TEXT_PAD = 0
 """The text stream's "nothing said at this step" token (the tokenizer's PAD)."""
+TEXT_END = EOS
+"""The text stream's token at an answer's EOS step (the tokenizer's EOS): the stream says
+where the answer ends, so that a text-only answer (`train monologue`) ends too."""
 TEXT_IGNORE = -100
 """Text targets that are not trained (after an answer's EOS step)."""
 
@@ -122,7 +127,7 @@ def text_targets(text: Tensor, lengths: Tensor | None, positions: int) -> Tensor
     out[:, :width] = text[:, :width]
     t = torch.arange(positions, device=text.device)[None]
     end = lengths.to(text.device)[:, None]
-    out = out.masked_fill(t == end, TEXT_PAD)
+    out = out.masked_fill(t == end, TEXT_END)
     return out.masked_fill(t > end, TEXT_IGNORE)
 
 

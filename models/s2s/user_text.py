@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from models.config import S2SConfig
+from models.s2s.piece_signatures import piece_signatures
 from models.text.tokenizer import Tokenizer
 
 
@@ -26,7 +27,8 @@ def user_pieces(tokenizer: Tokenizer, text: str, limit: int) -> Tensor:
 
 
 class UserText(nn.Module):
-    """Piece ids (batch, n) at turn positions `start ...` -> memory (batch, n, encoder dim)."""
+    """Piece ids (batch, n) at turn positions `start ...` -> memory (batch, n, encoder dim);
+    with `copy_pieces`, each entry also carries its piece's fixed signature."""
 
     def __init__(self, config: S2SConfig) -> None:
         super().__init__()
@@ -39,10 +41,16 @@ class UserText(nn.Module):
         self.norm = nn.LayerNorm(dim)
         nn.init.normal_(self.pieces.weight, std=0.02)
         nn.init.normal_(self.positions.weight, std=0.02)
+        signatures = piece_signatures(text.vocab_size, dim) if text.copy_pieces else None
+        self.signatures: Tensor | None
+        self.register_buffer("signatures", signatures, persistent=False)
 
     def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
         """Memory entries of `tokens` whose first sits at position `start` of the turn
         (positions past max_user_tokens reuse the last one)."""
         index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         index = index.clamp(max=self.max_tokens - 1)
-        return self.norm(self.pieces(tokens) + self.positions(index)[None])
+        entries = self.norm(self.pieces(tokens) + self.positions(index)[None])
+        if self.signatures is not None:
+            entries = entries + self.signatures[tokens].to(entries.dtype)
+        return entries

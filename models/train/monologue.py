@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.checkpoints import load_config, load_state, save_checkpoint
-from models.config import S2SConfig, preset
+from models.config import S2SConfig, preset, with_copy_pieces
 from models.data.manifest import Entry, read_manifest
 from models.eval.judge import IntentTexts, said_back
 from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
-from models.s2s.delay import TEXT_IGNORE, TEXT_PAD
+from models.s2s.delay import TEXT_END, TEXT_IGNORE, TEXT_PAD
 from models.s2s.encoder import StreamingEncoder
 from models.s2s.user_text import user_pieces
 from models.text.tokenizer import Tokenizer
@@ -84,9 +84,9 @@ class TextBatch:
         return TextBatch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
-def text_batch(pairs: list[TextPair], speakers: int, rng: random.Random) -> TextBatch:
-    """Pad `pairs`; each answer in a named voice drawn from `rng` (its text does not depend
-    on the voice)."""
+def text_batch(pairs: list[TextPair], speaker: Tensor) -> TextBatch:
+    """Pad `pairs`; answer b in the named voice `speaker[b]` (its text does not depend on
+    the voice)."""
     width = max(1, max(len(p.user) for p in pairs))
     steps = max(len(p.answer) for p in pairs)
     return TextBatch(
@@ -96,7 +96,7 @@ def text_batch(pairs: list[TextPair], speakers: int, rng: random.Random) -> Text
             [F.pad(p.answer, (0, steps - len(p.answer)), value=TEXT_IGNORE) for p in pairs]
         ),
         emotion=torch.tensor([p.emotion for p in pairs]),
-        speaker=torch.tensor([rng.randrange(speakers) for _ in pairs]),
+        speaker=speaker,
     )
 
 
@@ -107,30 +107,39 @@ def draw_batch(
     drawn (less padding, as `train s2s` batches by length)."""
     drawn = sorted((pairs.draw(rng) for _ in range(pool * size)), key=lambda p: len(p.answer))
     first = rng.randrange(len(drawn) - size + 1)
-    return text_batch(drawn[first : first + size], speakers, rng)
+    chosen = drawn[first : first + size]
+    return text_batch(chosen, torch.tensor([rng.randrange(speakers) for _ in chosen]))
 
 
 def start_from(
     checkpoint: str | Path, config: S2SConfig, encoder: StreamingEncoder, decoder: StreamingDecoder
 ) -> None:
     """Load a checkpoint's encoder and decoder weights into a new run's (`--init`). Its model
-    must be `config`'s but for the codec, the name and the text stream's loss weight."""
+    must be `config`'s but for the codec, the name, the text stream's loss weight, and the
+    copy path, which a run may add to a model without one (`TextConfig.copy_pieces`)."""
     saved = load_config(checkpoint)
+    text = config.text
+    if saved.text.copy_pieces and not text.copy_pieces:
+        raise ValueError(f"{checkpoint} has a copy path that {config.name} lacks")
     same = replace(
         saved,
         codec=config.codec,
         name=config.name,
-        text=replace(saved.text, text_weight=config.text.text_weight),
+        text=replace(saved.text, text_weight=text.text_weight, copy_pieces=text.copy_pieces),
     )
     if same != config:
         raise ValueError(f"{checkpoint} has another model configuration than {config.name}")
+    added = ("text_copy.weight",) if text.copy_pieces and not saved.text.copy_pieces else ()
     load_state(checkpoint, "encoder", encoder)
-    load_state(checkpoint, "decoder", decoder)
+    load_state(checkpoint, "decoder", decoder, added)
     log.info("starting from %s", checkpoint)
 
 
-def text_pair_ce(encoder: StreamingEncoder, decoder: StreamingDecoder, batch: TextBatch) -> Tensor:
-    """The text stream's cross-entropy on text-only pairs (teacher-forced)."""
+def text_pair_ce(
+    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: TextBatch, reduction: str = "mean"
+) -> Tensor:
+    """The text stream's cross-entropy on text-only pairs (teacher-forced): the mean over
+    trained steps, or with `reduction` "sum" their sum."""
     if encoder.user_text is None or decoder.text_output is None:
         raise ValueError("text-only pairs train a model with text streams")
     memory = encoder.user_text(batch.user)
@@ -140,7 +149,10 @@ def text_pair_ce(encoder: StreamingEncoder, decoder: StreamingDecoder, batch: Te
     hidden = decoder.text_hidden(inputs, memory.to(condition.dtype), condition, batch.user_mask)
     logits = decoder.text_logits(hidden)
     return F.cross_entropy(
-        logits.flatten(0, 1).float(), batch.goal.flatten(), ignore_index=TEXT_IGNORE
+        logits.flatten(0, 1).float(),
+        batch.goal.flatten(),
+        ignore_index=TEXT_IGNORE,
+        reduction=reduction,
     )
 
 
@@ -157,18 +169,23 @@ def free_text(
     temperature: float = TEXT_TEMPERATURE,
 ) -> Tensor:
     """(B, steps) the text stream run free from user pieces (B, N), without codes: each step
-    sampled at `temperature` from `generator` and read back at the next."""
+    sampled at `temperature` from `generator` and read back at the next, until the row says
+    TEXT_END (PAD after it; the run stops when every row has ended)."""
     if encoder.user_text is None or decoder.text_embedding is None:
         raise ValueError("free_text needs a model with text streams")
     memory = decoder.project_memory(encoder.user_text(user), user_mask, user.shape[1])
     cache = decoder.new_cache(memory, speaker, emotion, steps)
     token = torch.full((user.shape[0],), TEXT_PAD, dtype=torch.long, device=user.device)
-    said = []
-    for _ in range(steps):
+    said = torch.full((user.shape[0], steps), TEXT_PAD, dtype=torch.long, device=user.device)
+    ended = torch.zeros(user.shape[0], dtype=torch.bool, device=user.device)
+    for step in range(steps):
         probs = (decoder.text_step(cache, token).float() / temperature).softmax(-1)
         token = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        said.append(token)
-    return torch.stack(said, dim=1)
+        said[:, step] = token.masked_fill(ended, TEXT_PAD)
+        ended |= token == TEXT_END
+        if bool(ended.all()):
+            break
+    return said
 
 
 def held_out_turns(entries: list[Entry], split: str, limit: int) -> list[Entry]:
@@ -370,6 +387,11 @@ def add_train_monologue_command(
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=250, help="0: no validation")
     p.add_argument("--init", default=None, help="checkpoint of the same model to start from")
+    p.add_argument(
+        "--copy-pieces",
+        action="store_true",
+        help="add the copy path for saying the user's words back (TextConfig.copy_pieces)",
+    )
     add_run_options(p, log_every=25, save_every=250)
     p.set_defaults(run=_run_monologue)
     return p
@@ -380,7 +402,7 @@ def _run_monologue(args: argparse.Namespace) -> int:
     result = train_monologue(
         args.data,
         args.out,
-        args.preset,
+        with_copy_pieces(preset(args.preset), args.copy_pieces),
         args.steps,
         args.batch_size,
         args.lr,

@@ -51,7 +51,7 @@ from models.asr.checkpoint import SHIPPED as SHIPPED_RECOGNIZER
 from models.asr.checkpoint import load_recognizer, recognizer_sha256
 from models.checkpoints import load_config, load_state, save_checkpoint
 from models.codec import TeluCodec
-from models.config import PRESETS, CodecConfig, S2SConfig, preset
+from models.config import PRESETS, CodecConfig, S2SConfig, preset, with_copy_pieces
 from models.data.manifest import Entry, dialogue_pairs, intent_pairs, read_manifest
 from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
@@ -723,13 +723,16 @@ def train_s2s(
     zero_shot_share: float = ZERO_SHOT_SHARE,
     init: str | Path | None = None,
     text_pairs: int = 0,
+    copy_pieces: bool = False,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
 
     `init`: a checkpoint (`train monologue`'s) whose encoder and decoder weights a new run
     starts from. `text_pairs`: text-only pairs (`models.train.text_pairs`) trained beside
-    every batch, their text cross-entropy weighted as the text stream's.
+    every batch, their text cross-entropy weighted as the text stream's. `copy_pieces`: add
+    the copy path (`TextConfig.copy_pieces`); a run started from a checkpoint that has it
+    keeps it.
 
     `config` is a preset name or an S2SConfig (its codec sizes are replaced by the codec
     checkpoint's). Without `resume` an out_dir that already holds train state is an error;
@@ -745,6 +748,8 @@ def train_s2s(
     if resuming and not resume:
         raise FileExistsError(f"{out} already holds a training run; resume it or pick another")
     config = _resolve_config(config, load_config(codec_checkpoint).codec)
+    copy_pieces = copy_pieces or (init is not None and load_config(init).text.copy_pieces)
+    config = with_copy_pieces(config, copy_pieces)
     if text_weight is not None:  # a loss weight: it may change when a run resumes
         config = replace(config, text=replace(config.text, text_weight=text_weight))
     torch_device = select_device(device)
@@ -1023,6 +1028,12 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="text-only pairs (user turn -> answer text, drawn from the corpus's train "
         "intents) trained beside every batch, so that what to answer is not unlearnt",
     )
+    p.add_argument(
+        "--copy-pieces",
+        action="store_true",
+        help="add the copy path for saying the user's words back (kept from an --init "
+        "checkpoint that has it)",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -1057,6 +1068,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         zero_shot_share=args.zero_shot_share,
         init=args.init,
         text_pairs=args.text_pairs,
+        copy_pieces=args.copy_pieces,
     )
     print(json.dumps(metrics))
     return 0

@@ -36,6 +36,7 @@ from models.data.manifest import Entry
 from models.data.slots import SLOT_INTENTS, value_splits
 from models.data.text import normalise
 from models.data.wording import wording_splits
+from models.s2s.delay import TEXT_END
 from models.text.tokenizer import Tokenizer
 from models.train.text_streams import place_pieces
 
@@ -44,8 +45,6 @@ CONSONANTS = tuple(chr(c) for c in range(0x0C15, 0x0C3A) if c not in (0x0C31, 0x
 VOWEL_SIGNS = ("", "", "ా", "ి", "ీ", "ు", "ూ", "ె", "ే", "ై", "ొ", "ో")
 VOWELS = ("అ", "ఆ", "ఇ", "ఈ", "ఉ", "ఎ", "ఏ", "ఒ", "ఓ")
 VIRAMA, ANUSVARA = "్", "ం"
-TAIL_STEPS = 10
-"""PAD steps trained after a text-only answer's last word (its 'EOS' step)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,8 @@ class TextPair:
     user: Tensor
     """(n,) pieces of the user turn (the last `max_user_tokens`)."""
     answer: Tensor
-    """(steps,) the answer's text stream: pieces, EPAD and PAD, then TAIL_STEPS of PAD."""
+    """(steps,) the answer's text stream: pieces, EPAD and PAD, and TEXT_END on the step
+    where its audio would end (as `text_targets` ends a spoken answer's)."""
     emotion: int
 
 
@@ -184,12 +184,17 @@ class TextPairs:
     def draw(self, rng: random.Random) -> TextPair:
         """One pair, its answer's words placed at a speaking rate drawn in [0.8, 1.25]."""
         user, answer, emotion = self.texts(rng)
+        return self.pair(user, answer, emotion, rng.uniform(0.8, 1.25))
+
+    def pair(self, user: str, answer: str, emotion: int, rate: float = 1.0) -> TextPair:
+        """The pair of `user` and `answer`, its words placed at speaking `rate`."""
         words = [w for w in answer.split() if normalise(w)]
-        starts_s, end_s = self.timing.starts(words, rng.uniform(0.8, 1.25))
+        starts_s, end_s = self.timing.starts(words, rate)
         starts = [round(s / self.step_s) for s in starts_s]
-        steps = round(end_s / self.step_s) + TAIL_STEPS
+        steps = round(end_s / self.step_s)
         pieces = [self.tokenizer.encode(w) for w in words]
         stream = place_pieces(pieces, starts, steps, self.lead_steps)
+        stream = torch.cat([stream, torch.tensor([TEXT_END])])
         tokens = self.tokenizer.encode(user)[-self.max_user_tokens :]
         return TextPair(torch.tensor(tokens, dtype=torch.long), stream, emotion)
 

@@ -11,6 +11,7 @@ from models.config import DEMO, S2SConfig, TextConfig
 from models.s2s.answer_draw import TEXT_NEVER
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import (
+    TEXT_END,
     TEXT_IGNORE,
     TEXT_PAD,
     Vocabulary,
@@ -414,8 +415,8 @@ def test_text_stream_teacher_forced_equals_cached_steps(text_decoder: StreamingD
         other = decoder.hidden(delayed, memory, condition, text=text_inputs(goal.roll(1, 0)))
     assert not torch.allclose(decoder.project_codes(other), forced_codes, atol=1e-3)
     # the text targets: each answer's steps, PAD at its EOS step, ignored after
-    assert goal[1, :4].tolist() == text[1, :4].tolist() and goal[1, 4] == TEXT_PAD
-    assert (goal[1, 5:] == TEXT_IGNORE).all() and goal[0, 6] == TEXT_PAD
+    assert goal[1, :4].tolist() == text[1, :4].tolist() and goal[1, 4] == TEXT_END
+    assert (goal[1, 5:] == TEXT_IGNORE).all() and goal[0, 6] == TEXT_END
 
 
 def test_text_stream_greedy_generation_equals_uncached_recomputation(

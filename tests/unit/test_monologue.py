@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from models.checkpoints import load_extra, load_state
-from models.config import DEMO, S2SConfig
+from models.config import DEMO, S2SConfig, with_copy_pieces
 from models.data.bank import INTENTS
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.data.slots import SLOT_INTENTS, value_splits
 from models.eval.monologue import evaluate_monologue
 from models.s2s.decoder import StreamingDecoder
+from models.s2s.delay import TEXT_END
 from models.s2s.encoder import StreamingEncoder
 from models.train import monologue
 from models.train.monologue import free_text, start_from, text_pair_ce, train_monologue
@@ -195,18 +196,34 @@ def test_eval_monologue_judges_the_held_out_turns_and_is_seeded(
     first = evaluate_monologue(trained, manifest, "validation", seed=3)
     assert first["turns"] == 9 and first["slot_turns"] == 1
     assert 0 <= first["intent"] <= 1 and first["slot"] in (0.0, 1.0)
+    assert first["ce_turns"] == 8 and first["ce_own"] > 0 and first["ce_other"] > 0
     assert (trained / "tokenizer").is_dir()  # the checkpoint carries its tokenizer
     assert evaluate_monologue(trained, manifest, "validation", seed=3) == first
 
 
-def test_free_running_steps_give_the_teacher_forced_logits() -> None:
-    """`text_step` (what `free_text` runs) and `text_hidden`'s whole pass are one computation."""
+def test_free_text_ends_each_row_at_its_end_token() -> None:
     torch.manual_seed(0)
     encoder, decoder = StreamingEncoder(TINY).eval(), StreamingDecoder(TINY).eval()
+    with torch.no_grad():
+        decoder.text_output.bias[TEXT_END] = 50.0  # every row ends at once
+    user = torch.tensor([[7, 8, 9, 10], [11, 12, 0, 0]])
+    zeros = torch.zeros(2, dtype=torch.long)
+    said = free_text(encoder, decoder, user, user > 0, zeros, zeros, 40, torch.Generator())
+    assert said.shape == (2, 40) and (said[:, 0] == TEXT_END).all() and (said[:, 1:] == 0).all()
+
+
+@pytest.mark.parametrize("config", [TINY, with_copy_pieces(TINY)], ids=["plain", "copy"])
+def test_free_running_steps_give_the_teacher_forced_logits(config: S2SConfig) -> None:
+    """`text_step` (what `free_text` runs) and `text_hidden`'s whole pass are one computation,
+    with and without the copy path."""
+    torch.manual_seed(0)
+    encoder, decoder = StreamingEncoder(config).eval(), StreamingDecoder(config).eval()
+    if decoder.text_copy is not None:
+        torch.nn.init.normal_(decoder.text_copy.weight, std=0.05)
     user = torch.tensor([[7, 8, 9, 10], [11, 12, 0, 0]])
     mask = user > 0
     speaker, emotion = torch.tensor([0, 1]), torch.tensor([2, 0])
-    inputs = torch.randint(0, TINY.text.vocab_size, (2, 30))
+    inputs = torch.randint(0, config.text.vocab_size, (2, 30))
     with torch.no_grad():
         memory = encoder.user_text(user)
         condition = decoder.condition(speaker, emotion)

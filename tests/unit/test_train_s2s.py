@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoints import load_extra, save_checkpoint
+from models.checkpoints import load_config, load_extra, save_checkpoint
 from models.codec import TeluCodec
-from models.config import DEMO, TextConfig
+from models.config import DEMO, TextConfig, with_copy_pieces
 from models.data.espeak import synthesize
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.eval.emotion import accuracy, fit_emotion_classifier
@@ -137,15 +137,15 @@ def _log(out: Path) -> list[dict[str, str]]:
 def test_a_run_starts_from_the_monologue_and_keeps_training_text_pairs(
     trained, tmp_path: Path
 ) -> None:
-    """`init` loads the text-only run's weights; `text_pairs` adds their loss to every step
-    and is part of the run's identity on resume."""
+    """`init` loads the text-only run's weights, and its copy path is kept; `text_pairs`
+    adds their loss to every step and is part of the run's identity on resume."""
     out, _ = trained
     corpus = out.parent
     first = tmp_path / "monologue"
     train_monologue(
         corpus / "manifest.jsonl",
         first,
-        "demo",
+        with_copy_pieces(DEMO),
         1,
         batch_size=2,
         device="cpu",
@@ -172,8 +172,11 @@ def test_a_run_starts_from_the_monologue_and_keeps_training_text_pairs(
     rows = _log(run)
     assert all(float(r["text_pairs"]) > 0 for r in rows) and len(rows) == 2
     assert load_extra(run)["init"] == str(first)
+    assert load_config(run).text.copy_pieces
     with pytest.raises(ValueError, match="text pairs"):
-        train_s2s(corpus / "manifest.jsonl", corpus / "codec", run, steps=3, resume=True)
+        train_s2s(
+            corpus / "manifest.jsonl", corpus / "codec", run, steps=3, resume=True, init=first
+        )
 
 
 def test_eot_labels_are_zero_before_and_one_after_the_speech_end() -> None:
