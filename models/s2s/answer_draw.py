@@ -172,7 +172,7 @@ class AnswerDraw:
         if text_logits is not None and self._text_allowed is not None:
             masked = text_logits.masked_fill(~self._text_allowed, float("-inf"))
             text = sample(masked, self.text_sampling, self.generator)
-            text = text.masked_fill(position >= self._end, TEXT_PAD)  # as `text_targets`
+            text = text.masked_fill(position >= self._end, TEXT_PAD)  # TEXT_END says nothing
             self._text_grid[:, position] = text
             self._text = text
         self.position += 1

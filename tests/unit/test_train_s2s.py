@@ -53,6 +53,10 @@ from models.train.s2s import (
 )
 from models.train.tokens import encode_manifest, speech_end
 
+pytestmark = pytest.mark.timeout(420)
+"""The first test to use `trained` also bears its set-up: a corpus synthesised, a codec and
+an S2S run trained (about a minute on 2 idle cores, three beside two training runs)."""
+
 RATE = 16_000
 STEPS = 20
 INTENTS = {
