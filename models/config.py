@@ -123,6 +123,15 @@ class TextConfig:
     """A copy path for saying the user's words back (`models.s2s.piece_signatures`): each
     user piece's memory entry carries a fixed random signature of the piece, and the text
     output also scores every piece by that signature."""
+    follow_pieces: bool = False
+    """With `copy_pieces`: each memory entry also carries the signature of the user's piece
+    before it (turned by a fixed rotation), and the text stream reads back the signature of
+    the piece it just said, so that the decoder finds the user's next piece by the one it
+    just said (an induction head made easy; `models.s2s.piece_signatures`)."""
+
+    def __post_init__(self) -> None:
+        if self.follow_pieces and not self.copy_pieces:
+            raise ValueError("follow_pieces needs copy_pieces")
 
     @property
     def enabled(self) -> bool:
@@ -202,6 +211,10 @@ def preset(name: str) -> S2SConfig:
     return PRESETS[name]
 
 
-def with_copy_pieces(config: S2SConfig, copy: bool = True) -> S2SConfig:
-    """`config` with the copy path (`TextConfig.copy_pieces`) turned on when `copy`."""
-    return replace(config, text=replace(config.text, copy_pieces=True)) if copy else config
+def with_copy_pieces(config: S2SConfig, copy: bool = True, follow: bool = False) -> S2SConfig:
+    """`config` with the copy path (`TextConfig.copy_pieces`) turned on when `copy` or
+    `follow`, and `TextConfig.follow_pieces` when `follow`."""
+    if not (copy or follow):
+        return config
+    text = replace(config.text, copy_pieces=True, follow_pieces=config.text.follow_pieces or follow)
+    return replace(config, text=text)

@@ -164,8 +164,14 @@ class StreamingDecoder(nn.Module):
             signatures = piece_signatures(self.text_vocab, config.encoder.dim)
             self.register_buffer("piece_signatures", signatures, persistent=False)
         self.apply(_init_weights)
-        if self.text_copy is not None:
-            nn.init.zeros_(self.text_copy.weight)
+        self.text_read: nn.Linear | None = None
+        """With `follow_pieces`: the signature of the piece just said -> the input (zero at
+        start)."""
+        if config.text.follow_pieces:
+            self.text_read = nn.Linear(config.encoder.dim, dec.dim, bias=False)
+        for added in (self.text_copy, self.text_read):
+            if added is not None:
+                nn.init.zeros_(added.weight)
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -290,7 +296,11 @@ class StreamingDecoder(nn.Module):
             return 0.0
         if text is None:
             raise ValueError("this decoder reads its text stream: pass the text tokens")
-        return self.text_embedding(text).to(like.dtype)
+        embedded = self.text_embedding(text).to(like.dtype)
+        if self.text_read is not None:
+            signature = self.piece_signatures[text].to(self.text_read.weight.dtype)
+            embedded = embedded + self.text_read(signature).to(like.dtype)
+        return embedded
 
     def condition(
         self,

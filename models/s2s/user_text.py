@@ -13,10 +13,11 @@ pieces can change until its last letter is heard.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.config import S2SConfig
-from models.s2s.piece_signatures import piece_signatures
+from models.s2s.piece_signatures import follow_rotation, piece_signatures
 from models.text.tokenizer import Tokenizer
 
 
@@ -28,7 +29,8 @@ def user_pieces(tokenizer: Tokenizer, text: str, limit: int) -> Tensor:
 
 class UserText(nn.Module):
     """Piece ids (batch, n) at turn positions `start ...` -> memory (batch, n, encoder dim);
-    with `copy_pieces`, each entry also carries its piece's fixed signature."""
+    with `copy_pieces`, each entry also carries its piece's fixed signature, and with
+    `follow_pieces` the turned signature of the piece before it in `tokens`."""
 
     def __init__(self, config: S2SConfig) -> None:
         super().__init__()
@@ -44,6 +46,9 @@ class UserText(nn.Module):
         signatures = piece_signatures(text.vocab_size, dim) if text.copy_pieces else None
         self.signatures: Tensor | None
         self.register_buffer("signatures", signatures, persistent=False)
+        rotation = follow_rotation(dim) if text.follow_pieces else None
+        self.rotation: Tensor | None
+        self.register_buffer("rotation", rotation, persistent=False)
 
     def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
         """Memory entries of `tokens` whose first sits at position `start` of the turn
@@ -53,4 +58,7 @@ class UserText(nn.Module):
         entries = self.norm(self.pieces(tokens) + self.positions(index)[None])
         if self.signatures is not None:
             entries = entries + self.signatures[tokens].to(entries.dtype)
+        if self.signatures is not None and self.rotation is not None:
+            before = self.signatures[tokens[:, :-1]] @ self.rotation  # none before the first
+            entries = entries + F.pad(before, (0, 0, 1, 0)).to(entries.dtype)
         return entries

@@ -116,30 +116,43 @@ def start_from(
 ) -> None:
     """Load a checkpoint's encoder and decoder weights into a new run's (`--init`). Its model
     must be `config`'s but for the codec, the name, the text stream's loss weight, and the
-    copy path, which a run may add to a model without one (`TextConfig.copy_pieces`)."""
+    copy paths, which a run may add to a model without them (`TextConfig.copy_pieces`,
+    `follow_pieces`; the parts they add keep their initial values)."""
     saved = load_config(checkpoint)
     text = config.text
-    if saved.text.copy_pieces and not text.copy_pieces:
-        raise ValueError(f"{checkpoint} has a copy path that {config.name} lacks")
+    for path in ("copy_pieces", "follow_pieces"):
+        if getattr(saved.text, path) and not getattr(text, path):
+            raise ValueError(f"{checkpoint} has a copy path ({path}) that {config.name} lacks")
     same = replace(
         saved,
         codec=config.codec,
         name=config.name,
-        text=replace(saved.text, text_weight=text.text_weight, copy_pieces=text.copy_pieces),
+        text=replace(
+            saved.text,
+            text_weight=text.text_weight,
+            copy_pieces=text.copy_pieces,
+            follow_pieces=text.follow_pieces,
+        ),
     )
     if same != config:
         raise ValueError(f"{checkpoint} has another model configuration than {config.name}")
-    added = ("text_copy.weight",) if text.copy_pieces and not saved.text.copy_pieces else ()
+    added = tuple(
+        key
+        for key, new in (
+            ("text_copy.weight", text.copy_pieces and not saved.text.copy_pieces),
+            ("text_read.weight", text.follow_pieces and not saved.text.follow_pieces),
+        )
+        if new
+    )
     load_state(checkpoint, "encoder", encoder)
     load_state(checkpoint, "decoder", decoder, added)
     log.info("starting from %s", checkpoint)
 
 
-def text_pair_ce(
-    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: TextBatch, reduction: str = "mean"
+def text_pair_logits(
+    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: TextBatch
 ) -> Tensor:
-    """The text stream's cross-entropy on text-only pairs (teacher-forced): the mean over
-    trained steps, or with `reduction` "sum" their sum."""
+    """(B, T, text vocab) the text stream's logits on text-only pairs, teacher-forced."""
     if encoder.user_text is None or decoder.text_output is None:
         raise ValueError("text-only pairs train a model with text streams")
     memory = encoder.user_text(batch.user)
@@ -147,7 +160,15 @@ def text_pair_ce(
     inputs = torch.cat([torch.full_like(batch.goal[:, :1], TEXT_PAD), batch.goal[:, :-1]], 1)
     inputs = inputs.masked_fill(inputs == TEXT_IGNORE, TEXT_PAD)
     hidden = decoder.text_hidden(inputs, memory.to(condition.dtype), condition, batch.user_mask)
-    logits = decoder.text_logits(hidden)
+    return decoder.text_logits(hidden)
+
+
+def text_pair_ce(
+    encoder: StreamingEncoder, decoder: StreamingDecoder, batch: TextBatch, reduction: str = "mean"
+) -> Tensor:
+    """The text stream's cross-entropy on text-only pairs (teacher-forced): the mean over
+    trained steps, or with `reduction` "sum" their sum."""
+    logits = text_pair_logits(encoder, decoder, batch)
     return F.cross_entropy(
         logits.flatten(0, 1).float(),
         batch.goal.flatten(),
@@ -392,6 +413,11 @@ def add_train_monologue_command(
         action="store_true",
         help="add the copy path for saying the user's words back (TextConfig.copy_pieces)",
     )
+    p.add_argument(
+        "--follow-pieces",
+        action="store_true",
+        help="and the piece-before signatures (TextConfig.follow_pieces; implies --copy-pieces)",
+    )
     add_run_options(p, log_every=25, save_every=250)
     p.set_defaults(run=_run_monologue)
     return p
@@ -402,7 +428,7 @@ def _run_monologue(args: argparse.Namespace) -> int:
     result = train_monologue(
         args.data,
         args.out,
-        with_copy_pieces(preset(args.preset), args.copy_pieces),
+        with_copy_pieces(preset(args.preset), args.copy_pieces, args.follow_pieces),
         args.steps,
         args.batch_size,
         args.lr,

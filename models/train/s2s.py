@@ -724,6 +724,7 @@ def train_s2s(
     init: str | Path | None = None,
     text_pairs: int = 0,
     copy_pieces: bool = False,
+    follow_pieces: bool = False,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -731,8 +732,8 @@ def train_s2s(
     `init`: a checkpoint (`train monologue`'s) whose encoder and decoder weights a new run
     starts from. `text_pairs`: text-only pairs (`models.train.text_pairs`) trained beside
     every batch, their text cross-entropy weighted as the text stream's. `copy_pieces`: add
-    the copy path (`TextConfig.copy_pieces`); a run started from a checkpoint that has it
-    keeps it.
+    the copy path (`TextConfig.copy_pieces`), `follow_pieces` its piece-before signatures; a
+    run started from a checkpoint that has them keeps them.
 
     `config` is a preset name or an S2SConfig (its codec sizes are replaced by the codec
     checkpoint's). Without `resume` an out_dir that already holds train state is an error;
@@ -748,8 +749,10 @@ def train_s2s(
     if resuming and not resume:
         raise FileExistsError(f"{out} already holds a training run; resume it or pick another")
     config = _resolve_config(config, load_config(codec_checkpoint).codec)
-    copy_pieces = copy_pieces or (init is not None and load_config(init).text.copy_pieces)
-    config = with_copy_pieces(config, copy_pieces)
+    started = None if init is None else load_config(init).text
+    copy_pieces = copy_pieces or (started is not None and started.copy_pieces)
+    follow_pieces = follow_pieces or (started is not None and started.follow_pieces)
+    config = with_copy_pieces(config, copy_pieces, follow_pieces)
     if text_weight is not None:  # a loss weight: it may change when a run resumes
         config = replace(config, text=replace(config.text, text_weight=text_weight))
     torch_device = select_device(device)
@@ -1034,6 +1037,11 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="add the copy path for saying the user's words back (kept from an --init "
         "checkpoint that has it)",
     )
+    p.add_argument(
+        "--follow-pieces",
+        action="store_true",
+        help="and the piece-before signatures (implies --copy-pieces; kept from --init)",
+    )
     add_run_options(p, log_every=25, save_every=500)
     p.set_defaults(run=_run_train_s2s)
     return p
@@ -1069,6 +1077,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         init=args.init,
         text_pairs=args.text_pairs,
         copy_pieces=args.copy_pieces,
+        follow_pieces=args.follow_pieces,
     )
     print(json.dumps(metrics))
     return 0

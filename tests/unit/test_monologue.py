@@ -17,10 +17,11 @@ from models.config import DEMO, S2SConfig, with_copy_pieces
 from models.data.bank import INTENTS
 from models.data.manifest import Dialogue, Entry, write_manifest
 from models.data.slots import SLOT_INTENTS, value_splits
-from models.eval.monologue import evaluate_monologue
+from models.eval.monologue import evaluate_monologue, value_steps
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import TEXT_END
 from models.s2s.encoder import StreamingEncoder
+from models.text.tokenizer import EPAD, PAD, Tokenizer
 from models.train import monologue
 from models.train.monologue import free_text, start_from, text_pair_ce, train_monologue
 
@@ -75,7 +76,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "female_1",
             "NEUTRAL",
             "validation",
-            Dialogue("s", "user", None),
+            Dialogue("s", "user", "sa"),
             "s",
             {"intent": slot.name, "slot": slot.slot, "value": value},
         )
@@ -88,7 +89,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "male_1",
             "NEUTRAL",
             "validation",
-            Dialogue("sa", "agent", None),
+            Dialogue("sa", "agent", "s"),
             "sa",
             {"intent": slot.name},
         )
@@ -196,9 +197,18 @@ def test_eval_monologue_judges_the_held_out_turns_and_is_seeded(
     first = evaluate_monologue(trained, manifest, "validation", seed=3)
     assert first["turns"] == 9 and first["slot_turns"] == 1
     assert 0 <= first["intent"] <= 1 and first["slot"] in (0.0, 1.0)
-    assert first["ce_turns"] == 8 and first["ce_own"] > 0 and first["ce_other"] > 0
+    assert first["ce_turns"] == 9 and first["ce_own"] > 0 and first["ce_other"] > 0
+    assert first["value_piece_count"] > 0 and 0 <= first["value_pieces"] <= 1
     assert (trained / "tokenizer").is_dir()  # the checkpoint carries its tokenizer
     assert evaluate_monologue(trained, manifest, "validation", seed=3) == first
+
+
+def test_value_steps_are_where_the_answer_stream_says_the_value() -> None:
+    tokenizer = Tokenizer.load()
+    name, polite = tokenizer.encode("రాము"), tokenizer.encode("గారు")
+    stream = torch.tensor([PAD, EPAD, *name, PAD, EPAD, *polite, TEXT_END])
+    assert value_steps(tokenizer, "రాము", stream) == list(range(2, 2 + len(name)))
+    assert value_steps(tokenizer, "సీత", stream) == []
 
 
 def test_free_text_ends_each_row_at_its_end_token() -> None:
