@@ -298,7 +298,7 @@ class StreamingDecoder(nn.Module):
             raise ValueError("this decoder reads its text stream: pass the text tokens")
         embedded = self.text_embedding(text).to(like.dtype)
         if self.text_read is not None:
-            signature = self.piece_signatures[text].to(self.text_read.weight.dtype)
+            signature = self.piece_signatures[text]  # a buffer: the module's float dtype
             embedded = embedded + self.text_read(signature).to(like.dtype)
         return embedded
 

@@ -16,6 +16,7 @@ from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import TEXT_PAD
 from models.s2s.encoder import StreamingEncoder
 from models.s2s.piece_signatures import piece_signatures
+from models.speed import TOLERANCE, quantize_int8
 from models.train.monologue import start_from
 
 TINY: S2SConfig = replace(
@@ -157,3 +158,18 @@ def test_the_piece_before_signatures_find_the_value_and_say_it_in_order() -> Non
     copied = find_and_say_back(COPY, 200, 0)
     print(f"value pieces said back: {followed:.2f} following, {copied:.2f} copying only")
     assert followed > 0.7 and followed > copied + 0.1
+
+
+def test_the_copy_paths_run_in_int8() -> None:
+    torch.manual_seed(0)
+    encoder, decoder = StreamingEncoder(FOLLOW).eval(), StreamingDecoder(FOLLOW).eval()
+    for added in (decoder.text_copy, decoder.text_read):
+        torch.nn.init.normal_(added.weight, std=0.05)
+    memory = encoder.user_text(torch.tensor([[7, 8, 9]]))
+    condition = decoder.condition(torch.tensor([0]), torch.tensor([1]))
+    said = torch.tensor([[0, 7, 8, 9]])
+    with torch.no_grad():
+        exact = decoder.text_logits(decoder.text_hidden(said, memory, condition))
+        quantized = quantize_int8(decoder)
+        close = quantized.text_logits(quantized.text_hidden(said, memory, condition))
+    assert float((close - exact).norm() / exact.norm()) < TOLERANCE["int8"]
