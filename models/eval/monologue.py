@@ -125,7 +125,13 @@ def own_and_other_ce(
     made, kept = reference_pairs(config, pairs, entries, turns)
     intents = [turn.extra["intent"] for turn in kept]
     if len({*intents}) < 2:
-        return {"ce_turns": len(made), "ce_own": None, "ce_other": None, "value_pieces": None}
+        return {
+            "ce_turns": len(made),
+            "ce_own": None,
+            "ce_other": None,
+            "value_pieces": None,
+            "value_piece_count": 0,
+        }
     others = []
     for index, intent in enumerate(intents):
         step = 1
