@@ -24,13 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from models.checkpoints import load_config
 from models.config import S2SConfig
 from models.data.manifest import Entry, read_manifest
-from models.data.text import normalise
 from models.loading import TOKENIZER_DIR
 from models.s2s.decoder import StreamingDecoder
 from models.s2s.delay import TEXT_END, TEXT_IGNORE
@@ -42,6 +40,7 @@ from models.train.monologue import (
     meant_answers,
     start_from,
     text_batch,
+    text_ce,
     text_pair_logits,
     text_pairs_for,
 )
@@ -89,10 +88,8 @@ def reference_pairs(
         answer = answers.get(key) if key else None
         if answer is None:
             continue
-        words = [w for w in answer.text.split() if normalise(w)]
-        _, natural_s = pairs.timing.starts(words)
         emotion = config.emotions.index(answer.emotion) if answer.emotion in config.emotions else 0
-        made.append(pairs.pair(turn.text, answer.text, emotion, natural_s / answer.duration))
+        made.append(pairs.lasting(turn.text, answer.text, emotion, answer.duration))
         kept.append(turn)
     return made, kept
 
@@ -148,15 +145,8 @@ def own_and_other_ce(
         ]
         for name, group in (("own", chunk), ("other", swapped)):
             batch = text_batch(group, torch.zeros(len(group), dtype=torch.long)).to(device)
-            logits = text_pair_logits(encoder, decoder, batch).float()
-            sums[name] += float(
-                F.cross_entropy(
-                    logits.flatten(0, 1),
-                    batch.goal.flatten(),
-                    ignore_index=TEXT_IGNORE,
-                    reduction="sum",
-                )
-            )
+            logits = text_pair_logits(encoder, decoder, batch)
+            sums[name] += float(text_ce(logits, batch.goal, "sum"))
             if name == "own":
                 best = logits.argmax(-1).cpu()
                 hits = _value_hits(pairs.tokenizer, best, chunk, kept[first : first + CE_BATCH])

@@ -168,12 +168,14 @@ def text_pair_ce(
 ) -> Tensor:
     """The text stream's cross-entropy on text-only pairs (teacher-forced): the mean over
     trained steps, or with `reduction` "sum" their sum."""
-    logits = text_pair_logits(encoder, decoder, batch)
+    return text_ce(text_pair_logits(encoder, decoder, batch), batch.goal, reduction)
+
+
+def text_ce(logits: Tensor, goal: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of text logits (B, T, vocab) against targets (B, T), TEXT_IGNORE left
+    out: their mean, or with `reduction` "sum" their sum."""
     return F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        batch.goal.flatten(),
-        ignore_index=TEXT_IGNORE,
-        reduction=reduction,
+        logits.flatten(0, 1).float(), goal.flatten(), ignore_index=TEXT_IGNORE, reduction=reduction
     )
 
 

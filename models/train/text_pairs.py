@@ -186,9 +186,14 @@ class TextPairs:
         user, answer, emotion = self.texts(rng)
         return self.pair(user, answer, emotion, rng.uniform(0.8, 1.25))
 
+    def lasting(self, user: str, answer: str, emotion: int, seconds: float) -> TextPair:
+        """The pair of `user` and `answer`, its words spread over `seconds`."""
+        _, natural_s = self.timing.starts(_words(answer))
+        return self.pair(user, answer, emotion, natural_s / seconds)
+
     def pair(self, user: str, answer: str, emotion: int, rate: float = 1.0) -> TextPair:
         """The pair of `user` and `answer`, its words placed at speaking `rate`."""
-        words = [w for w in answer.split() if normalise(w)]
+        words = _words(answer)
         starts_s, end_s = self.timing.starts(words, rate)
         starts = [round(s / self.step_s) for s in starts_s]
         steps = round(end_s / self.step_s)
@@ -197,6 +202,11 @@ class TextPairs:
         stream = torch.cat([stream, torch.tensor([TEXT_END])])
         tokens = self.tokenizer.encode(user)[-self.max_user_tokens :]
         return TextPair(torch.tensor(tokens, dtype=torch.long), stream, emotion)
+
+
+def _words(answer: str) -> list[str]:
+    """The words of an answer that say something (as written, punctuation kept)."""
+    return [w for w in answer.split() if normalise(w)]
 
 
 def _train(intent: str, wordings: tuple[str, ...]) -> list[str]:
