@@ -65,18 +65,28 @@ def test_follow_pieces_needs_the_copy_path() -> None:
         TextConfig(vocab_size=512, follow_pieces=True)
 
 
+def tiny_run(
+    config: S2SConfig, seed: int
+) -> tuple[
+    StreamingEncoder, StreamingDecoder, torch.optim.Optimizer, torch.Tensor, torch.Generator
+]:
+    """A tiny model seeded with `seed`, its optimizer over the user text and the decoder, a
+    batch of 32 neutral conditionings and the generator of its data (seed + 1)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    encoder, decoder = StreamingEncoder(config), StreamingDecoder(config)
+    trained = [*encoder.user_text.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.AdamW(trained, lr=3e-3)
+    return encoder, decoder, optimizer, torch.zeros(32, config.decoder.dim), generator
+
+
 def said_back(
     config: S2SConfig, train: list[int], test: list[int], steps: int, seed: int = 0
 ) -> float:
     """Train a tiny encoder's user text and decoder for `steps` steps to say back 4 pieces
     drawn from `train` after a PAD, teacher-forced; the share of pieces of `test` (never
     drawn in training) said back right, greedily, under the same teacher forcing."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    encoder, decoder = StreamingEncoder(config), StreamingDecoder(config)
-    trained = [*encoder.user_text.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.AdamW(trained, lr=3e-3)
-    condition = torch.zeros(32, config.decoder.dim)
+    encoder, decoder, optimizer, condition, generator = tiny_run(config, seed)
 
     def batch(pool: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         pieces = torch.tensor(pool)[torch.randint(len(pool), (32, 4), generator=generator)]
@@ -112,12 +122,7 @@ def find_and_say_back(config: S2SConfig, steps: int, seed: int) -> float:
     """Train a tiny model for `steps` steps to find a value in a user turn (2-5 random
     pieces, a marker piece, 3-6 value pieces, an end piece) and say it back; the share of
     value pieces said right on new turns, teacher-forced."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    encoder, decoder = StreamingEncoder(config), StreamingDecoder(config)
-    trained = [*encoder.user_text.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.AdamW(trained, lr=3e-3)
-    condition = torch.zeros(32, config.decoder.dim)
+    encoder, decoder, optimizer, condition, generator = tiny_run(config, seed)
 
     def draw(low: int, high: int, n: int) -> torch.Tensor:
         return torch.randint(low, high, (n,), generator=generator)
