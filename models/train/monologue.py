@@ -305,11 +305,13 @@ def train_monologue(
     save_every: int = 250,
     progress: bool = True,
     init: str | Path | None = None,
+    stop_at: int | None = None,
 ) -> dict[str, Any]:
     """Train the text streams of `config` on text-only pairs for `steps` steps (or continue a
     run saved in `out_dir` with `resume`); the checkpoint in `out_dir` holds the encoder
     and decoder (only their text parts trained) for `train s2s --init`. `init`: a checkpoint
-    of the same model (a trained S2S model's) that a new run starts from."""
+    of the same model (a trained S2S model's) that a new run starts from. `stop_at`: save and
+    stop after that step, the learning-rate schedule still spanning `steps`."""
     manifest, out = Path(manifest), Path(out_dir)
     config = preset(config) if isinstance(config, str) else config
     if not config.text.enabled:
@@ -346,9 +348,10 @@ def train_monologue(
     out.mkdir(parents=True, exist_ok=True)
     csv_log = CsvLog(out / LOG_FILE, LOG_FIELDS, start if resuming else None)
     averages, last, validated = Averages(), {}, {}
-    bar = progress_bar(steps, start, progress)
+    last_step = steps if stop_at is None else min(steps, stop_at)
+    bar = progress_bar(last_step, start, progress)
     began = time.perf_counter()
-    for step in range(start + 1, steps + 1):
+    for step in range(start + 1, last_step + 1):
         rng = random.Random(seed * 1_000_003 + step)  # the data of a step: resumable
         batch = draw_batch(pairs, batch_size, len(config.speakers), rng).to(torch_device)
         loss = text_pair_ce(encoder, decoder, batch)
@@ -362,10 +365,10 @@ def train_monologue(
         bar.update()
         seconds = seconds_before + time.perf_counter() - began
         row: dict[str, Any] = {}
-        if step % log_every == 0 or step == steps:
+        if step % log_every == 0 or step == last_step:
             last = {"step": step, **averages.pop(), "lr": lr_now, "seconds": seconds}
             row = last
-        if eval_every and (step % eval_every == 0 or step == steps):
+        if eval_every and (step % eval_every == 0 or step == last_step):
             decoder.eval(), encoder.eval()
             meant = meant_answers(encoder, decoder, tokenizer, turns, judge, free_steps, seed)
             decoder.train(), encoder.train()
@@ -378,7 +381,7 @@ def train_monologue(
             row = {"step": step, **row, **validated}
         if row:
             csv_log.write(row)
-        if step % save_every == 0 or step == steps:
+        if step % save_every == 0 or step == last_step:
             extra = {"config": config.to_dict(), "seconds": seconds}
             save_train_state(out, step, modules, {"text": optimizer}, {"text": scheduler}, extra)
             about = {
@@ -390,7 +393,7 @@ def train_monologue(
             save_checkpoint(out, modules, config, about)
             tokenizer.save(out / TOKENIZER_DIR)
     bar.close()
-    return run_result(last, start, steps, time.perf_counter() - began, **validated)
+    return run_result(last, start, last_step, time.perf_counter() - began, **validated)
 
 
 def add_train_monologue_command(
@@ -409,6 +412,12 @@ def add_train_monologue_command(
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=250, help="0: no validation")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="save and stop after this step (the schedule still spans --steps)",
+    )
     p.add_argument("--init", default=None, help="checkpoint of the same model to start from")
     p.add_argument(
         "--copy-pieces",
@@ -442,6 +451,7 @@ def _run_monologue(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         progress=not args.no_progress,
         init=args.init,
+        stop_at=args.stop_at,
     )
     print({k: v for k, v in result.items() if not isinstance(v, list)})
     return 0

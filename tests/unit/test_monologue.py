@@ -98,7 +98,9 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "manifest.jsonl"
 
 
-def _run(manifest: Path, out: Path, steps: int, resume: bool = False) -> dict:
+def _run(
+    manifest: Path, out: Path, steps: int, resume: bool = False, stop_at: int | None = None
+) -> dict:
     return train_monologue(
         manifest,
         out,
@@ -112,6 +114,7 @@ def _run(manifest: Path, out: Path, steps: int, resume: bool = False) -> dict:
         eval_every=12,
         save_every=4,
         progress=False,
+        stop_at=stop_at,
     )
 
 
@@ -151,6 +154,17 @@ def test_a_resumed_run_ends_where_one_straight_run_does(
         _run(manifest, stopped, 12)
     monkeypatch.undo()
     assert load_extra(stopped)["step"] == 8  # the last save before it stopped
+    _run(manifest, stopped, 12, resume=True)
+    a, b = _decoder(stopped), _decoder(trained)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_stopped_at_a_step_resumes_to_the_straight_runs_end(
+    manifest: Path, trained: Path, tmp_path: Path
+) -> None:
+    stopped = tmp_path / "stopped"
+    assert _run(manifest, stopped, 12, stop_at=6)["step"] == 6
+    assert load_extra(stopped)["step"] == 6  # saved there, off the save_every grid
     _run(manifest, stopped, 12, resume=True)
     a, b = _decoder(stopped), _decoder(trained)
     assert all(torch.equal(a[k], b[k]) for k in a)
