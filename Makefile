@@ -55,15 +55,22 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test apt-packages
 	$(BIN)/python -m benchmarks.latency --spawn
 
-# The demo model from scratch on 2 CPU cores in about 2 hours: synthetic Telugu corpus, codec,
-# S2S transformer with its text streams (which read the shipped recognizer's hearing: run
-# `make asr-model` first to rebuild that too), then a float16 export, its evaluation figures
-# and its model card. Every stage resumes where it stopped when run again.
+# The demo model from scratch on 2 CPU cores: synthetic Telugu corpus, codec, S2S transformer
+# with its text streams (which read the shipped recognizer's hearing: run `make asr-model`
+# first to rebuild that too), then a float16 export, its evaluation figures and its model card.
+# The S2S model is trained in four stages (docs/benchmarks.md): audio and text together
+# (S2S_STEPS), text before audio on text-only pairs (600 steps, a warm restart stopped at step
+# 700 of 1,000, the copy path for 300 steps, the piece-before signatures for 1,000), then audio
+# and text again from there with text-only pairs beside every batch (JOINT_STEPS). About 7
+# hours on 2 cores. Every stage resumes where it stopped when run again.
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
 CODEC_STEPS ?= 5000
 S2S_STEPS ?= 1400
 S2S_TEXT_WEIGHT ?= 4
+JOINT_STEPS ?= 1200
+MONOLOGUE = $(BIN)/telugu-s2s train monologue --data $(DEMO_WORK)/data/manifest.jsonl \
+  --lr 3e-4 --batch-size 16 --device $(DEVICE) --resume --no-progress
 DEVICE ?= auto
 # Within 2 CPU hours the codec gets reconstruction losses only; on a GPU, add the GAN phase,
 # e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
@@ -79,7 +86,20 @@ demo-model: $(VENV)/.installed-test apt-packages
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
 	  --batch-size 8 --pairing intent --text-weight $(S2S_TEXT_WEIGHT) --eval-every 200 \
 	  --device $(DEVICE) --resume --no-progress
-	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_OUT)
+	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_WORK)/s2s-audio
+	$(MONOLOGUE) --out $(DEMO_WORK)/monologue --init $(DEMO_WORK)/s2s-audio --steps 600 \
+	  --eval-every 100
+	$(MONOLOGUE) --out $(DEMO_WORK)/monologue --steps 1000 --stop-at 700 --eval-every 100
+	$(MONOLOGUE) --out $(DEMO_WORK)/monologue-copy --init $(DEMO_WORK)/monologue --copy-pieces \
+	  --steps 300 --eval-every 0
+	$(MONOLOGUE) --out $(DEMO_WORK)/monologue-follow --init $(DEMO_WORK)/monologue-copy \
+	  --follow-pieces --steps 1000 --eval-every 250
+	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
+	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s-text \
+	  --init $(DEMO_WORK)/monologue-follow --text-pairs 8 --steps $(JOINT_STEPS) --lr 3e-4 \
+	  --batch-size 8 --pairing intent --text-weight $(S2S_TEXT_WEIGHT) --eval-every 300 \
+	  --device $(DEVICE) --resume --no-progress
+	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s-text $(DEMO_OUT)
 	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json
 	$(BIN)/telugu-s2s eval s2s --checkpoint $(DEMO_OUT) \
@@ -87,7 +107,9 @@ demo-model: $(VENV)/.installed-test apt-packages
 	$(BIN)/telugu-s2s eval eot --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-eot.json
 	$(BIN)/telugu-s2s models card $(DEMO_OUT) --codec-run $(DEMO_WORK)/codec \
-	  --s2s-run $(DEMO_WORK)/s2s --data $(DEMO_WORK)/data/manifest.jsonl
+	  --s2s-run $(DEMO_WORK)/s2s --s2s-run $(DEMO_WORK)/monologue \
+	  --s2s-run $(DEMO_WORK)/monologue-copy --s2s-run $(DEMO_WORK)/monologue-follow \
+	  --s2s-run $(DEMO_WORK)/s2s-text --data $(DEMO_WORK)/data/manifest.jsonl
 
 # The shipped streaming recognizer (models/checkpoints/asr) on the demo corpus: CTC training on
 # one torch thread (faster than two on a busy 2-core machine) to 1,200 steps, then resumed to

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -264,16 +265,22 @@ def _eot_table(result: dict[str, Any]) -> list[str]:
 
 
 def render_card(
-    checkpoint: Path, codec_run: Path | None, s2s_run: Path, manifest: Path, command: str
+    checkpoint: Path,
+    codec_run: Path | None,
+    s2s_runs: Sequence[Path],
+    manifest: Path,
+    command: str,
 ) -> str:
-    """The model card's Markdown."""
+    """The model card's Markdown. `s2s_runs`: the S2S model's training stages in order (each
+    started from the one before); the last trained the shipped weights."""
     config = load_config(checkpoint)
     sizes = describe(config)
     files = sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors")
     mib = sum(p.stat().st_size for p in files) / 2**20
     data = data_summary(manifest)
-    s2s = run_summary(s2s_run)
-    runs = [("S2S", s2s)]
+    stages = [(f"S2S `{run.name}`" if len(s2s_runs) > 1 else "S2S", run) for run in s2s_runs]
+    runs = [(name, run_summary(run)) for name, run in stages]
+    s2s = runs[-1][1]
     if codec_run is not None:
         runs.insert(0, ("codec", run_summary(codec_run)))
     evals = {name: json.loads((checkpoint / name).read_text()) for name in EVAL_FILES}
@@ -389,14 +396,14 @@ def render_card(
 def write_card(
     checkpoint: str | Path,
     codec_run: str | Path | None,
-    s2s_run: str | Path,
+    s2s_runs: Sequence[str | Path],
     manifest: str | Path,
     command: str = "make demo-model",
 ) -> Path:
     """Write MODEL_CARD.md into the checkpoint directory; returns its path."""
     checkpoint = Path(checkpoint)
     codec = None if codec_run is None else Path(codec_run)
-    text = render_card(checkpoint, codec, Path(s2s_run), Path(manifest), command)
+    text = render_card(checkpoint, codec, [Path(r) for r in s2s_runs], Path(manifest), command)
     path = checkpoint / CARD_FILE
     path.write_text(text, encoding="utf-8")
     return path

@@ -43,7 +43,12 @@ def add_models_commands(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the codec's training directory (none: the codec was reused unchanged)",
     )
-    card.add_argument("--s2s-run", required=True, help="the S2S training directory")
+    card.add_argument(
+        "--s2s-run",
+        required=True,
+        action="append",
+        help="an S2S training directory; repeat it for each stage, in training order",
+    )
     card.add_argument("--data", required=True, help="the manifest the runs trained on")
     card.add_argument(
         "--command", default="make demo-model", help="the command that reproduces the model"

@@ -503,6 +503,9 @@ def test_the_model_card_holds_the_runs_and_the_measured_figures(trained, tmp_pat
         (shipped / name).write_text(json.dumps(result))
         results[name] = json.loads(json.dumps(result))  # as the card reads it
     args = ["models", "card", str(shipped), "--codec-run", str(out), "--s2s-run", str(out)]
+    assert main([*args, "--s2s-run", str(out), "--data", str(manifest)]) == 0
+    staged = (shipped / "MODEL_CARD.md").read_text()
+    assert staged.count(f"| S2S `{out.name}` | {metrics['step']} |") == 2  # one row a stage
     assert main([*args, "--data", str(manifest)]) == 0
     card = (shipped / "MODEL_CARD.md").read_text()
     assert "trained only on synthetic speech" in card
