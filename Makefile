@@ -55,14 +55,16 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test apt-packages
 	$(BIN)/python -m benchmarks.latency --spawn
 
-# The demo model from scratch on 2 CPU cores: synthetic Telugu corpus, codec, S2S transformer
-# with its text streams (which read the shipped recognizer's hearing: run `make asr-model`
-# first to rebuild that too), then a float16 export, its evaluation figures and its model card.
+# The demo model from scratch on 2 CPU cores: synthetic Telugu corpus, the recognizer on it
+# (`asr-model`: the text streams learn from its hearing, and `train s2s` refuses one that
+# hears the corpus at over 30 % CER), codec, S2S transformer with its text streams, then a
+# float16 export, its evaluation figures and its model card.
 # The S2S model is trained in four stages (docs/benchmarks.md): audio and text together
 # (S2S_STEPS), text before audio on text-only pairs (600 steps, a warm restart stopped at step
 # 700 of 1,000, the copy path for 300 steps, the piece-before signatures for 1,000), then audio
 # and text again from there with text-only pairs beside every batch (JOINT_STEPS). About 7
-# hours on 2 cores. Every stage resumes where it stopped when run again.
+# hours on 2 cores, and half an hour for the recognizer. Every stage resumes where it stopped
+# when run again.
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
 CODEC_STEPS ?= 5000
@@ -76,7 +78,7 @@ DEVICE ?= auto
 # e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
 CODEC_GAN ?= --no-adversarial
 
-demo-model: $(VENV)/.installed-test apt-packages
+demo-model: $(VENV)/.installed-test apt-packages asr-model
 	test -f $(DEMO_WORK)/data/manifest.jsonl || \
 	  $(BIN)/telugu-s2s data synth $(DEMO_WORK)/data --seed 0
 	$(BIN)/telugu-s2s train codec --data $(DEMO_WORK)/data/manifest.jsonl --preset demo \

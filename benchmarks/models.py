@@ -7,8 +7,9 @@ Times (medians over --runs, after warm-up): codec encode of one 20 ms chunk, cod
 one 20 ms chunk, encoder on one 20 ms chunk with full caches, one cached decoder step, the
 first audio of an answer (decoder until its first complete step, then codec decode), and the
 streaming real-time factor of a whole exchange (user audio encoded as it streams, an answer
-generated and decoded). Random weights: speed does not depend on training. The last line is
-one JSON object.
+generated and decoded). Random weights: speed does not depend on training. The text streams
+carry the shipped demo model's copy path by default (`--copy-pieces`). The last line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 import torch  # noqa: E402
 
-from models.config import TextConfig, preset  # noqa: E402
+from models.config import TextConfig, preset, with_copy_pieces  # noqa: E402
 from models.loading import Models, build  # noqa: E402
 from models.s2s.kv_cache import MemoryCache  # noqa: E402
 from models.s2s.sampling import ANSWERS, GREEDY  # noqa: E402
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> dict:
     config = preset(args.preset)
     if args.codes_only:
         config = replace(config, text=TextConfig())
+    else:
+        config = with_copy_pieces(config, args.copy_pieces != "none", args.copy_pieces == "follow")
     models = build(config, device)
     apply_options(models, args)
     dtype = next(models.codec.parameters()).dtype
@@ -217,6 +220,7 @@ def run(args: argparse.Namespace) -> dict:
         "int8": args.int8,
         "compile": args.compile,
         "text_streams": not args.codes_only,
+        "copy_pieces": "none" if args.codes_only else args.copy_pieces,
         "codec_encode_ms": round(codec_encode_ms, 3),
         "codec_decode_ms": round(codec_decode_ms, 3),
         "encoder_chunk_ms": round(encoder_chunk_ms, 3),
@@ -253,6 +257,13 @@ def main() -> int:
         "--codes-only",
         action="store_true",
         help="without the text streams (the design document's codes-only transformer)",
+    )
+    parser.add_argument(
+        "--copy-pieces",
+        choices=["none", "copy", "follow"],
+        default="follow",
+        help="the text streams' copy path as the shipped demo model has it (`train monologue "
+        "--copy-pieces`, `--follow-pieces`)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -93,6 +93,7 @@ from models.train.text_streams import (
     HeardText,
     answer_stream,
     hear_manifest,
+    hearing_cer,
 )
 from models.train.tokens import Encoded, encode_manifest
 from models.train.turn_heads import TurnHeads, alphabet
@@ -112,6 +113,9 @@ WARMUP_STEPS = 500
 """Learning-rate warm-up, capped at a tenth of the run."""
 CLIP = 1.0
 CODES_FILE = "codes.pt"
+MAX_HEARING_CER = 0.3
+"""`train s2s`'s bound on the recognizer's CER on the corpus's user turns (the shipped
+recognizer hears the corpus it was trained on at 8-11 %, another corpus's voices at 65 %)."""
 HEARD_SHARE = 0.5
 ZERO_SHOT_SHARE = 0.3
 """Share of named-voice answers conditioned on another clip's speaker embedding instead."""
@@ -255,12 +259,22 @@ class TextData:
     heard: HeardText
     recognizer_sha256: str
     """Of the recognizer whose hearing and alignments these are (the one the agent runs)."""
+    hearing_cer: float
+    """Its CER on the manifest's train and validation user turns."""
 
 
 def text_training_data(
-    manifest: Path, config: S2SConfig, out: Path, recognizer: str | Path | None, progress: bool
+    manifest: Path,
+    config: S2SConfig,
+    out: Path,
+    recognizer: str | Path | None,
+    progress: bool,
+    max_hearing_cer: float | None = None,
 ) -> TextData:
-    """The shipped tokenizer and the recognizer's view of `manifest` (cached in `out`)."""
+    """The shipped tokenizer and the recognizer's view of `manifest` (cached in `out`).
+    ValueError when the recognizer hears the user turns at a CER above `max_hearing_cer`:
+    one trained on other speech (another corpus's voices) hands the text streams words that
+    do not match what was said, and they learn to ignore them."""
     tokenizer = Tokenizer.load()
     if tokenizer.vocab_size != config.text.vocab_size:
         raise ValueError(
@@ -270,7 +284,16 @@ def text_training_data(
     directory = Path(recognizer) if recognizer is not None else SHIPPED_RECOGNIZER
     model = load_recognizer(directory)
     heard = hear_manifest(model, manifest, out / TEXT_CACHE, progress=progress)
-    return TextData(tokenizer, heard, recognizer_sha256(directory))
+    cer = hearing_cer(heard, read_manifest(manifest))
+    log.info("%s hears the user turns of %s at CER %.1f %%", directory, manifest, 100 * cer)
+    if max_hearing_cer is not None and cer > max_hearing_cer:
+        raise ValueError(
+            f"the recognizer {directory} hears the user turns of {manifest} at CER "
+            f"{100 * cer:.1f} % (at most {100 * max_hearing_cer:.0f} % allowed): it was trained "
+            "on other speech; train one on this corpus first (`make asr-model`, or `train asr` "
+            "and --recognizer)"
+        )
+    return TextData(tokenizer, heard, recognizer_sha256(directory), cer)
 
 
 def make_examples(
@@ -725,6 +748,7 @@ def train_s2s(
     text_pairs: int = 0,
     copy_pieces: bool = False,
     follow_pieces: bool = False,
+    max_hearing_cer: float | None = None,
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue training) encoder + decoder to `steps` steps on the
     train dialogue pairs of `manifest`, with the frozen codec of `codec_checkpoint`.
@@ -733,7 +757,8 @@ def train_s2s(
     starts from. `text_pairs`: text-only pairs (`models.train.text_pairs`) trained beside
     every batch, their text cross-entropy weighted as the text stream's. `copy_pieces`: add
     the copy path (`TextConfig.copy_pieces`), `follow_pieces` its piece-before signatures; a
-    run started from a checkpoint that has them keeps them.
+    run started from a checkpoint that has them keeps them. `max_hearing_cer`: refuse a
+    recognizer that hears the corpus's user turns worse than this (`text_training_data`).
 
     `config` is a preset name or an S2SConfig (its codec sizes are replaced by the codec
     checkpoint's). Without `resume` an out_dir that already holds train state is an error;
@@ -811,7 +836,7 @@ def train_s2s(
     out.mkdir(parents=True, exist_ok=True)
     text_data = None
     if config.text.enabled:
-        text_data = text_training_data(manifest, config, out, recognizer, progress)
+        text_data = text_training_data(manifest, config, out, recognizer, progress, max_hearing_cer)
     examples = load_examples(
         manifest,
         codec,
@@ -860,6 +885,7 @@ def train_s2s(
             text_data.tokenizer.save(out / TOKENIZER_DIR)
             about["tokenizer"] = text_data.tokenizer.record()
             about["recognizer_sha256"] = text_data.recognizer_sha256
+            about["hearing_cer"] = text_data.hearing_cer
         save_checkpoint(out, checkpoint, config, about)
 
     pairs = None
@@ -1012,6 +1038,13 @@ def add_train_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "(text streams; default: the shipped one, which the agent runs)",
     )
     p.add_argument(
+        "--max-hearing-cer",
+        type=float,
+        default=MAX_HEARING_CER,
+        help="refuse a recognizer that hears the corpus's user turns worse than this CER (one "
+        "trained on other voices); a negative value turns the check off",
+    )
+    p.add_argument(
         "--text-weight",
         type=float,
         default=None,
@@ -1078,6 +1111,7 @@ def _run_train_s2s(args: argparse.Namespace) -> int:
         text_pairs=args.text_pairs,
         copy_pieces=args.copy_pieces,
         follow_pieces=args.follow_pieces,
+        max_hearing_cer=None if args.max_hearing_cer < 0 else args.max_hearing_cer,
     )
     print(json.dumps(metrics))
     return 0

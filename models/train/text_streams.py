@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from models.asr.decode import greedy_decode
+from models.asr.errors import ErrorRates
 from models.asr.model import Recognizer
 from models.asr.vocab import BLANK, Vocabulary
 from models.data.manifest import Entry, read_manifest
@@ -50,6 +51,17 @@ class HeardText:
     word_starts: dict[str, list[float]]
     """key -> start (s) of each word of the entry's normalised text, for the entries whose
     forced alignment fits (audio long enough for its letters)."""
+
+
+def hearing_cer(heard: HeardText, entries: list[Entry]) -> float:
+    """CER of the recognizer's transcripts of the user turns among `entries` (those it heard)
+    against their text: how well the words the text streams learn from match what was said."""
+    rates = ErrorRates()
+    for entry in entries:
+        user = entry.dialogue is not None and entry.dialogue.role == "user"
+        if user and entry.key in heard.heard:
+            rates.add(entry.text, heard.heard[entry.key])
+    return rates.cer
 
 
 def forced_align(log_probs: Tensor, labels: list[int]) -> list[int] | None:

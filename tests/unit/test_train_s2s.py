@@ -317,7 +317,7 @@ def test_training_needs_only_the_manifest_the_codec_and_the_caches(trained, tmp_
     command = [sys.executable, "-c", AUDIO_BLOCKED, "s2s", "--data", "manifest.jsonl"]
     command += ["--codec", "codec", "--out", "s2s", "--steps", "2", "--batch-size", "4"]
     command += ["--device", "cpu", "--eval-every", "2", "--log-every", "1", "--no-progress"]
-    command += ["--coarse-weight", "0.5"]
+    command += ["--coarse-weight", "0.5", "--max-hearing-cer", "-1"]  # a corpus of 24 clips
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True)
@@ -325,6 +325,30 @@ def test_training_needs_only_the_manifest_the_codec_and_the_caches(trained, tmp_
     metrics = json.loads(done.stdout.splitlines()[-1])
     assert metrics["step"] == 2 and metrics["train_pairs"] == 8 and metrics["val_ce"] > 0
     assert load(bundle / "s2s").trained
+
+
+def test_a_recognizer_that_mishears_the_corpus_is_refused(trained, tmp_path: Path) -> None:
+    """A run records how well the recognizer hears the corpus's user turns; one that hears
+    them worse than the bound (e.g. trained on other voices) stops the run before training."""
+    out, _ = trained
+    cer = load_extra(out)["hearing_cer"]
+    assert 0.0 < cer < 2.0
+    corpus = out.parent
+    (tmp_path / "s2s").mkdir()
+    for cache in ("codes.pt", "text.pt"):
+        shutil.copy(out / cache, tmp_path / "s2s")
+    with pytest.raises(ValueError, match="hears the user turns"):
+        train_s2s(
+            corpus / "manifest.jsonl",
+            corpus / "codec",
+            tmp_path / "s2s",
+            steps=1,
+            batch_size=4,
+            device="cpu",
+            progress=False,
+            max_hearing_cer=cer * 0.9,
+        )
+    assert not (tmp_path / "s2s" / "log.csv").exists()
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(trained) -> None:
