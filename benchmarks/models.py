@@ -80,6 +80,13 @@ def with_user_words(models: Models, memory: MemoryCache, device: torch.device) -
     return cache
 
 
+def never_ending(models: Models) -> None:
+    """Random weights end an answer wherever greedy decoding happens to draw EOS (at the first
+    step for some initialisations): rule EOS out, so that every answer runs its steps."""
+    with torch.no_grad():
+        models.decoder.output.bias[models.decoder.vocab.eos] = -1e4  # level 0, frame 0's EOS
+
+
 def apply_options(models: Models, args: argparse.Namespace) -> None:
     for name in ("codec", "encoder", "decoder"):
         module = getattr(models, name)
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         config = with_copy_pieces(config, args.copy_pieces != "none", args.copy_pieces == "follow")
     models = build(config, device)
+    never_ending(models)
     apply_options(models, args)
     dtype = next(models.codec.parameters()).dtype
     hop, q, group = config.codec.hop, config.codec.num_quantizers, config.frames_per_step
