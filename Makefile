@@ -62,8 +62,9 @@ bench: $(VENV)/.installed-test apt-packages
 # The S2S model is trained in four stages (docs/benchmarks.md): audio and text together
 # (S2S_STEPS), text before audio on text-only pairs (600 steps, a warm restart stopped at step
 # 700 of 1,000, the copy path for 300 steps, the piece-before signatures for 1,000), then audio
-# and text again from there with text-only pairs beside every batch (JOINT_STEPS). About 7
-# hours on 2 cores, and half an hour for the recognizer. Every stage resumes where it stopped
+# and text again from there with text-only pairs beside every batch (JOINT_STEPS). The S2S
+# stages took about 6 hours on 2 cores, measured stage by stage; the codec comes on top, and
+# half an hour for the recognizer. Every stage resumes where it stopped
 # when run again.
 DEMO_WORK ?= build/demo
 DEMO_OUT ?= models/checkpoints/demo
@@ -79,8 +80,6 @@ DEVICE ?= auto
 CODEC_GAN ?= --no-adversarial
 
 demo-model: $(VENV)/.installed-test apt-packages asr-model
-	test -f $(DEMO_WORK)/data/manifest.jsonl || \
-	  $(BIN)/telugu-s2s data synth $(DEMO_WORK)/data --seed 0
 	$(BIN)/telugu-s2s train codec --data $(DEMO_WORK)/data/manifest.jsonl --preset demo \
 	  --out $(DEMO_WORK)/codec --steps $(CODEC_STEPS) --batch-size 8 $(CODEC_GAN) \
 	  --device $(DEVICE) --resume --no-progress

@@ -75,7 +75,7 @@ from models.train.s2s import (
     make_examples,
     silence_codes,
 )
-from models.train.text_streams import hear_entries, hearing_cer
+from models.train.text_streams import hear_entries
 from models.train.tokens import encode_entries, pad_to_steps
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,7 @@ def listening(
     text = None
     if models.tokenizer is not None and models.recognizer is not None:
         heard = hear_entries(models.recognizer, entries, root)
-        cer = hearing_cer(heard, entries)
-        text = TextData(models.tokenizer, heard, recognizer_sha256(), cer)
+        text = TextData(models.tokenizer, heard, recognizer_sha256())
     sums = {}
     for name, pairs in (("ce_own_turn", turns), ("ce_other_turn", others)):
         examples = make_examples(pairs, encoded, config, text=text)

@@ -114,8 +114,9 @@ WARMUP_STEPS = 500
 CLIP = 1.0
 CODES_FILE = "codes.pt"
 MAX_HEARING_CER = 0.3
-"""`train s2s`'s bound on the recognizer's CER on the corpus's user turns (the shipped
-recognizer hears the corpus it was trained on at 8-11 %, another corpus's voices at 65 %)."""
+"""`train s2s`'s bound on the recognizer's CER on the corpus's user turns (test user turns,
+docs/benchmarks.md 2026-12-03: 7.9 % for the shipped recognizer on the corpus it was trained
+on, 11.0 % for its recipe retrained on today's corpus, 64.9 % for the shipped one on it)."""
 HEARD_SHARE = 0.5
 ZERO_SHOT_SHARE = 0.3
 """Share of named-voice answers conditioned on another clip's speaker embedding instead."""
@@ -259,8 +260,9 @@ class TextData:
     heard: HeardText
     recognizer_sha256: str
     """Of the recognizer whose hearing and alignments these are (the one the agent runs)."""
-    hearing_cer: float
-    """Its CER on the manifest's train and validation user turns."""
+    hearing_cer: float | None = None
+    """Its CER on the manifest's train and validation user turns (None: not measured; `eval
+    s2s` reports its own user-turn CER)."""
 
 
 def text_training_data(
