@@ -33,7 +33,7 @@ class AgentConfig:
     """A call whose first audio has not arrived this long after the answer is over."""
     trim_memory: bool = True
     """Give the C heap's free pages back to the system after calls end (agent.process.memory)."""
-    listen_batch_ms: float = 128.0
+    listen_batch_ms: float = 256.0
     """Period of the batched listening work (agent/listening.py): the VAD hears each window
     at once, the responder hears every call's windows together this often."""
     behind_ms: float = 500.0

@@ -1,6 +1,8 @@
-"""The answer track: what the agent says, as 20 ms 48 kHz frames paced by the wall clock.
+"""The answer track: what the agent says, as 20 ms frames paced by the wall clock.
 
-Answers arrive as 48 kHz mono float chunks between `AnswerStart` and `AnswerEnd` markers in a
+The track runs at one sample rate (the session's: the models' 16 kHz, which the speech Opus
+encoder takes as it is, aiortc_fixes/opus_send.py; 48 kHz by default). Answers arrive as
+mono float chunks at that rate between `AnswerStart` and `AnswerEnd` markers in a
 bounded queue. `recv()` never waits for them: when nothing is queued it sends silence, so the
 stream stays continuous. The first frame of an answer does not wait for the next 20 ms tick:
 while the track is idle, the wait for a silent frame's slot ends as soon as an answer's first
@@ -12,7 +14,6 @@ early, which its jitter buffer absorbs).
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +22,10 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.wire import WIRE_FRAME, WIRE_RATE
+from agent.wire import WIRE_RATE
 from models.speech.audio import frame_from_pcm
 
-FRAME_S = WIRE_FRAME / WIRE_RATE
-TIME_BASE = fractions.Fraction(1, WIRE_RATE)
+FRAME_S = 0.02
 MAX_LATE_S = 0.06
 """A frame asked for later than this behind its slot means the loop stalled: resynchronise."""
 
@@ -46,9 +46,9 @@ QueueItem = AnswerStart | AnswerEnd | np.ndarray
 class AnswerTrack(MediaStreamTrack):
     """A MediaStreamTrack (kind audio) playing queued answers, silence in between.
 
-    on_started(turn, pts, t) fires when the first audio frame of an answer leaves recv();
-    on_done(turn) when its last frame has. `underruns` counts silent frames sent inside an
-    answer because generation fell behind.
+    on_started(turn, pts, t) fires when the first audio frame of an answer leaves recv() (pts
+    in samples at the track's rate); on_done(turn) when its last frame has. `underruns`
+    counts silent frames sent inside an answer because generation fell behind.
     """
 
     kind = "audio"
@@ -59,8 +59,11 @@ class AnswerTrack(MediaStreamTrack):
         on_started: Callable[[int, int, float], None] | None = None,
         on_done: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rate: int = WIRE_RATE,
     ) -> None:
         super().__init__()
+        self.rate = rate
+        self._frame = round(rate * FRAME_S)
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue(
             maxsize=max(4, int(capacity_s / FRAME_S))
         )
@@ -89,12 +92,12 @@ class AnswerTrack(MediaStreamTrack):
         await self._queue.put(AnswerStart(turn))
         self._first_queued = False
 
-    async def play(self, pcm48: np.ndarray) -> None:
-        """Queue answer audio (48 kHz mono float); waits while the queue is full."""
-        self._pending = np.concatenate([self._pending, pcm48.astype(np.float32)])
-        while len(self._pending) >= WIRE_FRAME:
-            await self._queue.put(self._pending[:WIRE_FRAME])
-            self._pending = self._pending[WIRE_FRAME:]
+    async def play(self, pcm: np.ndarray) -> None:
+        """Queue answer audio (mono float at the track's rate); waits while the queue is full."""
+        self._pending = np.concatenate([self._pending, pcm.astype(np.float32)])
+        while len(self._pending) >= self._frame:
+            await self._queue.put(self._pending[: self._frame])
+            self._pending = self._pending[self._frame :]
             if not self._turn_started:
                 self._first_queued = True
                 _wake(self._waiter)
@@ -102,7 +105,7 @@ class AnswerTrack(MediaStreamTrack):
     async def end(self, turn: int) -> None:
         """Mark the end of an answer; its last partial frame is padded with silence."""
         if len(self._pending):
-            tail = np.zeros(WIRE_FRAME, dtype=np.float32)
+            tail = np.zeros(self._frame, dtype=np.float32)
             tail[: len(self._pending)] = self._pending
             self._pending = np.zeros(0, dtype=np.float32)
             await self._queue.put(tail)
@@ -133,7 +136,7 @@ class AnswerTrack(MediaStreamTrack):
             raise MediaStreamError
         await self._wait_for_slot()
         pcm = self._next_pcm()
-        return frame_from_pcm(pcm, WIRE_RATE, pts=self._pts)
+        return frame_from_pcm(pcm, self.rate, pts=self._pts)
 
     async def _wait_for_slot(self) -> None:
         """Sleep until this frame's slot on the wall clock; after a stall, skip the slots that
@@ -145,15 +148,15 @@ class AnswerTrack(MediaStreamTrack):
             self._start = now
             self._pts = 0
             return
-        self._pts += WIRE_FRAME
-        due = self._start + self._pts / WIRE_RATE
+        self._pts += self._frame
+        due = self._start + self._pts / self.rate
         if now - due > MAX_LATE_S:
             self.resyncs += 1
-            self._pts = int((now - self._start) / FRAME_S) * WIRE_FRAME
+            self._pts = int((now - self._start) / FRAME_S) * self._frame
             return
         while due > now:
             if self._turn is None and self._first_queued:
-                self._start = now - self._pts / WIRE_RATE
+                self._start = now - self._pts / self.rate
                 self.early_starts += 1
                 return
             await self._sleep_until_woken(due - now)
@@ -189,7 +192,7 @@ class AnswerTrack(MediaStreamTrack):
                 return item
         if self._turn is not None and self._turn_started:
             self.underruns += 1
-        return np.zeros(WIRE_FRAME, dtype=np.float32)
+        return np.zeros(self._frame, dtype=np.float32)
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

@@ -15,7 +15,8 @@ The code below reads in the order a frame travels:
     -> _answer (answering worker thread): the answer started ahead if the turn ended where it
        assumed, else responder.respond(turn): chunks, 16 kHz, and
        responder.said() after each                               -> agent captions
-    -> resample to 48 kHz -> AnswerTrack queue -> recv() every 20 ms -> Opus RTP to the peer
+    -> AnswerTrack queue (16 kHz) -> recv() every 20 ms -> Opus RTP to the peer (the speech
+       encoder takes 16 kHz as it is; aiortc's own resamples to 48 kHz)
 
 A zero-shot voice given with the offer is in `CallOptions.voice` from the start (`voice_ready`
 when the events channel opens); with `CallOptions.caller_voice` the call gathers the caller's
@@ -103,7 +104,10 @@ class Session:
         self.pc = RTCPeerConnection(rtc_config)
         self.events = EventChannel()
         self.answer_track = AnswerTrack(
-            config.answer_buffer_s, on_started=self._answer_started, on_done=self._answer_done
+            config.answer_buffer_s,
+            on_started=self._answer_started,
+            on_done=self._answer_done,
+            rate=MODEL_RATE,  # the answers' own rate: no resampling on the way out
         )
         self._responder = responder.open(options)
         self._responder_lookahead = responder.lookahead_samples
@@ -409,8 +413,6 @@ class Session:
             await asyncio.wait([previous])  # barge-in off: answers play one after another
         self._answering_turn = turn.turn
         chunks = await self._answer_chunks(turn, latency, ahead)
-        to_wire_rate = Resampler(WIRE_RATE)
-        to_wire_rate.prime(MODEL_RATE)  # the first 20 ms chunk fills the first wire frame
         captions = self._agent_captions
         try:
             await self.answer_track.begin(turn.turn)
@@ -420,11 +422,10 @@ class Session:
                     break
                 if latency.first_pcm is None:
                     latency.first_pcm = time.monotonic()
-                await self.answer_track.play(to_wire_rate.pcm(chunk, MODEL_RATE))
+                await self.answer_track.play(chunk)
                 if said is not None:  # after the audio: a caption never delays it
                     self._caption(captions.partial(turn.turn, said, time.monotonic()))
             self._caption(captions.final(turn.turn, said, interrupted=False))
-            await self.answer_track.play(to_wire_rate.flush())
             await self.answer_track.end(turn.turn)
         finally:
             # stopped before the responder finished (barge-in, hang-up): the words so far
@@ -469,7 +470,8 @@ class Session:
             return
         latency.first_frame = at
         self.events.send("response_started", turn=turn)
-        self._probe.when_sent(pts, lambda sent: self._first_packet_sent(latency, sent))
+        rtp_pts = pts * WIRE_RATE // self.answer_track.rate  # Opus RTP runs at 48 kHz
+        self._probe.when_sent(rtp_pts, lambda sent: self._first_packet_sent(latency, sent))
 
     def _first_packet_sent(self, latency: TurnLatency, at: float) -> None:
         latency.first_rtp = at

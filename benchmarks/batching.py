@@ -87,7 +87,7 @@ def main() -> int:
         f"{datetime.now(UTC).isoformat(timespec='seconds')} {platform.machine()} "
         f"{os.cpu_count()} cpu"
     )
-    for per_chunk in (1, 2, 4):
+    for per_chunk in (1, 2, 4, 8):
         for calls in (1, 2, 4):
             load_ = listening_load(responder, calls, per_chunk)
             print(f"listening: {per_chunk} windows/chunk, {calls} calls: {load_:.3f} core per call")

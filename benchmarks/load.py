@@ -66,6 +66,9 @@ def agent_metrics(url: str) -> dict[str, float]:
         "telugu_s2s_calls_behind_total",
         "telugu_s2s_batch_calls_sum",
         "telugu_s2s_batch_calls_count",
+        "telugu_s2s_vad_wait_ms_sum",
+        "telugu_s2s_vad_wait_ms_count",
+        "process_cpu_seconds_total",
     )
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -83,6 +86,13 @@ def agent_metrics(url: str) -> dict[str, float]:
     ]
     found["refused_at_capacity_total"] = sum(refused)
     return found
+
+
+def _mean_between(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+    """The mean of a histogram's observations between two readings of /metrics."""
+    count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+    total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
+    return round(total / count, 1) if count else None
 
 
 def summarise(results: list[dict]) -> dict[str, Any]:
@@ -141,8 +151,9 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
         for n in counts:
             before = agent_metrics(url)
-            started = time.monotonic()
+            started, callers_cpu = time.monotonic(), time.process_time()
             results = asyncio.run(run_calls(url, audio, n, turn_s))
+            callers_cpu = time.process_time() - callers_cpu
             row = summarise(results)
             after = agent_metrics(url)
             row["wall_s"] = round(time.monotonic() - started, 1)
@@ -158,6 +169,12 @@ def main() -> int:
                 "telugu_s2s_batch_calls_sum", 0.0
             )
             row["mean_batch"] = round(batched / batches, 2) if batches else None
+            row["vad_wait_mean_ms"] = _mean_between(before, after, "telugu_s2s_vad_wait_ms")
+            cpu_s = after.get("process_cpu_seconds_total", 0.0) - before.get(
+                "process_cpu_seconds_total", 0.0
+            )
+            row["agent_cores"] = round(cpu_s / row["wall_s"], 2)
+            row["caller_cores"] = round(callers_cpu / row["wall_s"], 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
             time.sleep(2.0)  # let the previous calls' hang-ups land
@@ -167,7 +184,8 @@ def main() -> int:
             proc.wait(20)
     header = (
         f"{'calls':>5} {'admitted':>8} {'refused':>7} {'answered':>9} {'v2v p50':>8} "
-        f"{'v2v p95':>8} {'respond p50':>11} {'missing ms':>10} {'lag max':>8} {'batch':>6}"
+        f"{'v2v p95':>8} {'respond p50':>11} {'missing ms':>10} {'lag max':>8} {'batch':>6} "
+        f"{'vad wait':>8} {'agent cores':>11} {'caller cores':>12}"
     )
     print(header)
     for r in rows:
@@ -175,7 +193,8 @@ def main() -> int:
             f"{r['calls']:5d} {r['admitted']:8d} {r['refused']:7d} "
             f"{r['answered']:4d}/{r['turns']:<4d} {r['v2v_p50_ms']:8.1f} {r['v2v_p95_ms']:8.1f} "
             f"{r['respond_p50_ms']:11.1f} {r['missing_answer_ms']:10.1f} "
-            f"{r['lag_max_ms'] or 0:8.1f} {r['mean_batch'] or 0:6}"
+            f"{r['lag_max_ms'] or 0:8.1f} {r['mean_batch'] or 0:6} "
+            f"{r['vad_wait_mean_ms'] or 0:8.1f} {r['agent_cores']:11.2f} {r['caller_cores']:12.2f}"
         )
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -86,6 +86,12 @@ class AgentMetrics:
             buckets=LATENCY_BUCKETS_MS,
             registry=self.registry,
         )
+        self.vad_wait_ms = Histogram(
+            "telugu_s2s_vad_wait_ms",
+            "From a window's arrival to its VAD probability: how late the turn detector hears it",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
         self.lag_max_ms = Gauge(
             "telugu_s2s_lag_ms_max",
             "Largest listening lag of the latest batch, in milliseconds",

@@ -29,6 +29,19 @@ async def test_frames_are_20ms_48k_with_continuous_pts_and_wall_clock_pacing():
     assert gaps.min() > 0.010  # never two frames in a burst
 
 
+async def test_a_16k_track_plays_16k_frames_whole():
+    track = AnswerTrack(capacity_s=2.0, rate=16_000)
+    await track.begin(1)
+    await track.play(np.full(320 * 2 + 10, 0.25, dtype=np.float32))
+    await track.end(1)
+    frames, _ = await take(track, 4)
+    assert all(f.sample_rate == 16_000 and f.samples == 320 for f in frames)
+    assert [f.pts for f in frames] == [0, 320, 640, 960]
+    pcm = [to_float(f.to_ndarray().reshape(-1)) for f in frames]
+    assert [round(float(p.mean()), 3) for p in pcm[:2]] == [0.25, 0.25]
+    assert np.count_nonzero(pcm[2]) == 10 and not pcm[3].any()
+
+
 async def test_no_burst_after_a_stall_the_clock_resynchronises():
     track = AnswerTrack(capacity_s=2.0)
     await take(track, 5)
