@@ -5,7 +5,7 @@ a phone-like link, mono at 32 kbps with libopus in-band FEC (each packet carries
 copy of the frame before it, so a single lost packet is rebuilt from the next one) is the
 better trade. The agent's answers are 16 kHz audio, so the encoder takes 16 kHz input as it
 is (libopus codes it as wideband, all the band there is): no resampling to 48 kHz and back,
-and a cheaper encode (0.42 against 0.49 ms of CPU per 20 ms frame, the same PESQ-WB:
+and a cheaper encode (0.43 against 0.51 ms of CPU per 20 ms frame, the same PESQ-WB:
 `python -m benchmarks.opus_encode`); the RTP timestamps still count the 48 kHz Opus clock.
 `use_speech_encoder` gives one sender such an encoder (no global patch), and `offer_fec` adds
 `useinbandfec=1` to the Opus parameters this side puts in its SDP, which asks the remote
