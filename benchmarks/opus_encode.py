@@ -50,7 +50,6 @@ class WideOpusEncoder(OpusEncoder):
 def before() -> Encode:
     """16 kHz chunks -> the session's resampler to 48 kHz -> the 48 kHz encoder."""
     up, encoder = Resampler(SAMPLE_RATE), WideOpusEncoder()
-    up.prime(MODEL_RATE)
 
     def encode(chunk: np.ndarray, pts: int) -> list[bytes]:
         wide = up.pcm(chunk, MODEL_RATE)

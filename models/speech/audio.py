@@ -7,8 +7,6 @@ Audio is mono float32 in [-1, 1]; int16 exists only at av frame and file boundar
 from __future__ import annotations
 
 import fractions
-import functools
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,29 +45,15 @@ class Resampler:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        self._resampler_started = False
 
     def frame(self, frame: av.AudioFrame) -> np.ndarray:
         """Resample one decoded frame (any rate and layout); may return an empty array."""
         frame.pts = None  # the resampler keeps its own continuous timeline
-        self._resampler_started = True
         return self._collect(self._resampler.resample(frame))
 
     def pcm(self, pcm: np.ndarray, rate: int) -> np.ndarray:
         """Resample a mono chunk sampled at `rate`."""
-        self._resampler_started = True
         return self._collect(self._resampler.resample(frame_from_pcm(pcm, rate)))
-
-    def prime(self, rate: int) -> None:
-        """Feed the resampler, before a stream at `rate`, the zeros its filter holds back, so
-        that the stream's first chunk comes out whole (at 16 -> 48 kHz: 1 ms of leading
-        silence instead of a first chunk 48 samples short, which would leave a 20 ms wire
-        frame incomplete until the next chunk)."""
-        if self._resampler_started:
-            raise RuntimeError("prime a resampler before its first chunk")
-        held = _held_back(rate, self.rate)
-        if held:
-            self.pcm(np.zeros(held, dtype=np.float32), rate)
 
     def flush(self) -> np.ndarray:
         """The samples the resampler still holds at the end of a stream."""
@@ -80,17 +64,6 @@ class Resampler:
         if not frames:
             return np.zeros(0, dtype=np.float32)
         return to_float(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
-
-
-@functools.cache
-def _held_back(rate: int, target: int) -> int:
-    """Input samples (at `rate`) that a fresh resampler to `target` holds back of a stream's
-    start, measured once on 10 ms of zeros."""
-    probe = av.AudioResampler(format="s16", layout="mono", rate=target)
-    chunk = max(1, rate // 100)
-    out = sum(f.samples for f in probe.resample(frame_from_pcm(np.zeros(chunk, np.float32), rate)))
-    short = chunk * target // rate - out
-    return max(0, math.ceil(short * rate / target))
 
 
 def resample(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:

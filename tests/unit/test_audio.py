@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from agent.wire import WIRE_RATE, frame_to_mono
 from models.speech.audio import MODEL_RATE, Resampler, Windower, frame_from_pcm, resample
@@ -61,21 +60,3 @@ def test_windower_cuts_exact_windows_and_counts_samples():
     assert w.samples_out == 1536
     np.testing.assert_array_equal(got[0][:100], np.arange(100))
     np.testing.assert_array_equal(got[0][100:], np.arange(412))
-
-
-def test_a_primed_resampler_gives_a_whole_first_chunk():
-    """Unprimed, the filter holds back the start: the first 20 ms chunk at 16 kHz makes less
-    than one 20 ms wire frame at 48 kHz; primed, every chunk makes exactly one, and the
-    signal is the same up to the zeros it was primed with."""
-    chunks = [np.sin(np.arange(k * 320, (k + 1) * 320) / 9.0).astype(np.float32) for k in range(3)]
-    plain, primed = Resampler(48_000), Resampler(48_000)
-    primed.prime(16_000)
-    assert len(plain.pcm(chunks[0], 16_000)) < 960
-    outputs = [primed.pcm(c, 16_000) for c in chunks]
-    assert [len(o) for o in outputs] == [960, 960, 960]
-    whole = resample(np.concatenate(chunks), 16_000, 48_000)
-    ours = np.concatenate(outputs)
-    lag = min(range(64), key=lambda k: float(np.abs(ours[k : k + 2000] - whole[:2000]).max()))
-    assert np.abs(ours[lag : lag + 2000] - whole[:2000]).max() < 0.02
-    with pytest.raises(RuntimeError):
-        primed.prime(16_000)
