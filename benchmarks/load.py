@@ -88,11 +88,17 @@ def agent_metrics(url: str) -> dict[str, float]:
     return found
 
 
-def _mean_between(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    """How much a counter of /metrics grew between two readings."""
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+def _mean_between(
+    before: dict[str, float], after: dict[str, float], name: str, digits: int = 1
+) -> float | None:
     """The mean of a histogram's observations between two readings of /metrics."""
-    count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
-    total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
-    return round(total / count, 1) if count else None
+    count = _delta(before, after, f"{name}_count")
+    return round(_delta(before, after, f"{name}_sum") / count, digits) if count else None
 
 
 def summarise(results: list[dict]) -> dict[str, Any]:
@@ -159,20 +165,10 @@ def main() -> int:
             row["wall_s"] = round(time.monotonic() - started, 1)
             row["capacity"] = after.get("telugu_s2s_capacity_calls")
             row["lag_max_ms"] = after.get("telugu_s2s_lag_ms_max")
-            row["calls_behind"] = after.get("telugu_s2s_calls_behind_total", 0.0) - before.get(
-                "telugu_s2s_calls_behind_total", 0.0
-            )
-            batches = after.get("telugu_s2s_batch_calls_count", 0.0) - before.get(
-                "telugu_s2s_batch_calls_count", 0.0
-            )
-            batched = after.get("telugu_s2s_batch_calls_sum", 0.0) - before.get(
-                "telugu_s2s_batch_calls_sum", 0.0
-            )
-            row["mean_batch"] = round(batched / batches, 2) if batches else None
+            row["calls_behind"] = _delta(before, after, "telugu_s2s_calls_behind_total")
+            row["mean_batch"] = _mean_between(before, after, "telugu_s2s_batch_calls", digits=2)
             row["vad_wait_mean_ms"] = _mean_between(before, after, "telugu_s2s_vad_wait_ms")
-            cpu_s = after.get("process_cpu_seconds_total", 0.0) - before.get(
-                "process_cpu_seconds_total", 0.0
-            )
+            cpu_s = _delta(before, after, "process_cpu_seconds_total")
             row["agent_cores"] = round(cpu_s / row["wall_s"], 2)
             row["caller_cores"] = round(callers_cpu / row["wall_s"], 2)
             rows.append(row)

@@ -33,32 +33,37 @@ EXPECTED_LOSS_PERCENT = 10
 
 
 class SpeechOpusEncoder(OpusEncoder):
-    """aiortc's Opus encoder, mono, for speech: 16 kHz input, VoIP mode, bitrate cap, in-band
-    FEC."""
+    """aiortc's Opus encoder, mono, for speech: 16 kHz input (by default), VoIP mode, bitrate
+    cap, in-band FEC."""
 
     def __init__(
-        self, bitrate: int = SPEECH_BITRATE, loss_percent: int = EXPECTED_LOSS_PERCENT
+        self,
+        bitrate: int = SPEECH_BITRATE,
+        loss_percent: int = EXPECTED_LOSS_PERCENT,
+        rate: int = SPEECH_RATE,
     ) -> None:
+        """rate: what libopus is given (input at other rates is resampled to it)."""
         super().__init__()
         self.codec.bit_rate = bitrate
         self.codec.layout = "mono"
-        self.codec.sample_rate = SPEECH_RATE
-        self.codec.time_base = fractions.Fraction(1, SPEECH_RATE)
+        self.codec.sample_rate = rate
+        self.codec.time_base = fractions.Fraction(1, rate)
         self.codec.options = {
             "application": "voip",
             "fec": "1",
             "packet_loss": str(loss_percent),
         }
         self.resampler = AudioResampler(
-            format="s16", layout="mono", rate=SPEECH_RATE, frame_size=SPEECH_RATE // 50
+            format="s16", layout="mono", rate=rate, frame_size=rate // 50
         )
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """aiortc's encode, its timestamp (counted at 16 kHz) put on the 48 kHz RTP clock."""
+        """aiortc's encode, its timestamp (counted at the encoder's rate) put on the 48 kHz
+        RTP clock."""
         payloads, timestamp = super().encode(frame, force_keyframe)
         if timestamp is None:
             return payloads, timestamp
-        return payloads, timestamp * SAMPLE_RATE // SPEECH_RATE
+        return payloads, timestamp * SAMPLE_RATE // self.codec.sample_rate
 
 
 def use_speech_encoder(sender: RTCRtpSender, encoder: OpusEncoder | None = None) -> None:
