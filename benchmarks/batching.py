@@ -1,7 +1,8 @@
 """What batching across calls saves, offline, with the demo model on one thread: the load per
 call of listening (the s2s responder's `hear_batch`) by calls and by windows per chunk, the
-time of one answering step (agent/responders/answering.py, guided) by calls, and the code
-head's share of a step.
+time of one answering step (agent/responders/answering.py, guided) by calls with the decoder
+in float32 and in int8 (the agent's default, `models.speed.with_decoder_precision`), and the
+code head's share of a step.
 
     python -m benchmarks.batching
 """
@@ -22,6 +23,7 @@ from agent.responders.s2s import S2SResponder
 from models.loading import DEMO_CHECKPOINT, load
 from models.s2s.sampling import ANSWERS
 from models.speech.vad import WINDOW
+from models.speed import with_decoder_precision
 
 WINDOWS = 48
 STEPS = 40
@@ -45,7 +47,17 @@ def listening_load(responder: S2SResponder, calls: int, per_chunk: int) -> float
 
 
 def step_ms(responder: S2SResponder, calls: int) -> float:
-    """Milliseconds of one answering step with `calls` answers in the batch."""
+    """Milliseconds of one answering step with `calls` answers in the batch (drawn again
+    with the next seeds when one of them ends within the steps timed)."""
+    for attempt in range(10):
+        elapsed = _timed_steps(responder, calls, first_seed=attempt * calls)
+        if elapsed is not None:
+            return elapsed / STEPS * 1000
+    raise RuntimeError(f"every draw of {calls} answers ended within {STEPS} steps")
+
+
+def _timed_steps(responder: S2SResponder, calls: int, first_seed: int) -> float | None:
+    """Seconds of STEPS answering steps of `calls` answers; None if one ended before."""
     models = responder.models
     thread = AnsweringThread(models, 0.02, lead_s=100.0)
     readers = []
@@ -53,18 +65,21 @@ def step_ms(responder: S2SResponder, calls: int) -> float:
         for i in range(calls):
             memory = models.decoder.project_memory(torch.randn(1, 100, models.config.encoder.dim))
             speaker, emotion = torch.tensor([0]), torch.tensor([0])
-            generator = torch.Generator().manual_seed(i)
+            generator = torch.Generator().manual_seed(first_seed + i)
             answer = thread.start(memory, speaker, emotion, ANSWERS, generator, STEPS + 10)
             readers.append(answer.read())
-    for reader in readers:
-        next(reader)
-    started = time.perf_counter()
-    for _ in range(STEPS):
+    try:
         for reader in readers:
             next(reader)
-    elapsed = time.perf_counter() - started
-    thread.stop()
-    return elapsed / STEPS * 1000
+        started = time.perf_counter()
+        for _ in range(STEPS):
+            for reader in readers:
+                next(reader)
+        return time.perf_counter() - started
+    except StopIteration:
+        return None
+    finally:
+        thread.stop()
 
 
 def head_ms(responder: S2SResponder, rows: int) -> float:
@@ -91,8 +106,13 @@ def main() -> int:
         for calls in (1, 2, 4):
             load_ = listening_load(responder, calls, per_chunk)
             print(f"listening: {per_chunk} windows/chunk, {calls} calls: {load_:.3f} core per call")
+    int8 = S2SResponder(with_decoder_precision(responder.models, "int8"), seed=0)
     for calls in (1, 4, 8):
-        print(f"answering: {calls} answers: {step_ms(responder, calls):.1f} ms per step")
+        steps = [step_ms(r, calls) for _ in range(3) for r in (responder, int8)]  # alternating
+        print(
+            f"answering: {calls} answers: {np.median(steps[0::2]):.1f} ms per step in float32, "
+            f"{np.median(steps[1::2]):.1f} in int8"
+        )
     weights = responder.models.decoder.output.weight
     print(f"code head {tuple(weights.shape)}, 8 rows: {head_ms(responder, 8):.2f} ms")
     return 0

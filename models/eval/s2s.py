@@ -65,6 +65,7 @@ from models.s2s.sampling import ANSWERS, Sampling
 from models.s2s.user_text import user_pieces
 from models.speaker import SpeakerEncoder, mel_spectrogram
 from models.speech.audio import read_audio
+from models.speed import DECODER_PRECISIONS, with_decoder_precision
 from models.text.tokenizer import EPAD
 from models.train.common import autocast, select_device
 from models.train.s2s import (
@@ -324,7 +325,7 @@ def listening(
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, silence, config.frames_per_step, config.codec.hop)
-            with autocast(device, cpu_bf16=True):
+            with autocast(device):  # on the CPU in float32 (or int8), as the agent runs it
                 outputs = forward(models.encoder, models.decoder, batch.to(device))
             total += float(outputs.ce) * len(chunk)
             text_total += float(outputs.text_ce) * len(chunk)
@@ -438,15 +439,19 @@ def evaluate_s2s(
     progress: bool = True,
     fewer_levels: bool = True,
     voice_turns: int = 4,
+    decoder_precision: str = "float32",
 ) -> dict[str, Any]:
     """Answer, voice and emotion accuracy of a checkpoint on (up to `max_turns`, chosen at
     random) user turns of `split`, each answered in every voice (see the module doc), and
     `voice_turns` answers in each held-out voice of the split (`models.eval.cloning`; 0: none).
     `seed` picks the turns and seeds the one generator all answers are drawn from, in order.
     fewer_levels: the answers leave out the finer codec levels of their silent steps, as the
-    agent's do."""
+    agent's do. decoder_precision: `models.speed.DECODER_PRECISIONS` (float32: the agent's
+    default)."""
     manifest = Path(manifest)
-    models = load(checkpoint, device=select_device(device))
+    chosen = select_device(device)
+    models = load(checkpoint, device=chosen)
+    models = with_decoder_precision(models, decoder_precision)
     config = models.config
     rate = config.codec.sample_rate
     entries = read_manifest(manifest)
@@ -557,6 +562,7 @@ def evaluate_s2s(
         "top_k": sampling.top_k,
         "guidance": sampling.guidance,
         "fewer_levels": fewer_levels,
+        "decoder_precision": decoder_precision,
     }
 
 
@@ -667,6 +673,12 @@ def add_eval_s2s_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
         help="answers in each held-out voice of the split, conditioned on one of its clips "
         "(zero-shot voices; 0: none)",
     )
+    p.add_argument(
+        "--decoder-precision",
+        choices=DECODER_PRECISIONS,
+        default="float32",
+        help="the decoder's weights when answering (serve --decoder-precision)",
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(run=_run_eval_s2s)
@@ -685,6 +697,7 @@ def _run_eval_s2s(args: argparse.Namespace) -> int:
         progress=not args.json,
         voice_turns=args.voice_turns,
         fewer_levels=not args.all_levels,
+        decoder_precision=args.decoder_precision,
     )
     if not args.json:
         print(format_report(result))

@@ -18,7 +18,11 @@ def test_a_saved_demo_checkpoint_loads_back_into_the_responders(tmp_path):
         original, restored = getattr(models, name).state_dict(), getattr(loaded, name).state_dict()
         assert original.keys() == restored.keys()
         assert all(torch.equal(original[k], restored[k]) for k in original)
-    assert make_responder("s2s", tmp_path).models.trained
+    answering = make_responder("s2s", tmp_path).models
+    assert answering.trained
+    assert isinstance(answering.decoder.output, torch.nn.Linear)  # float32 by default
+    int8 = make_responder("s2s", tmp_path, decoder_precision="int8").models
+    assert not isinstance(int8.decoder.output, torch.nn.Linear)
     assert make_responder("codec", tmp_path).name == "codec"
 
 
