@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from models.loading import Models
+if TYPE_CHECKING:  # models.loading imports the recognizer and tokenizer: not at import time
+    from models.loading import Models
 
 TOLERANCE = {"int8": 5e-2, "compile": 1e-4, "bf16": 5e-2, "fp16": 1e-2}
 """Max abs difference from the float32 eager output that each option is tested against
