@@ -1,8 +1,8 @@
 """What batching across calls saves, offline, with the demo model on one thread: the load per
 call of listening (the s2s responder's `hear_batch`) by calls and by windows per chunk, the
 time of one answering step (agent/responders/answering.py, guided) by calls with the decoder
-in float32 and in int8 (the agent's default, `models.speed.with_decoder_precision`), and the
-code head's share of a step.
+in float32 and in int8 (`serve --decoder-precision int8`, `models.speed.with_decoder_precision`),
+and the code head's share of a step.
 
     python -m benchmarks.batching
 """

@@ -449,8 +449,7 @@ def evaluate_s2s(
     agent's do. decoder_precision: `models.speed.DECODER_PRECISIONS` (float32: the agent's
     default)."""
     manifest = Path(manifest)
-    chosen = select_device(device)
-    models = load(checkpoint, device=chosen)
+    models = load(checkpoint, device=select_device(device))
     models = with_decoder_precision(models, decoder_precision)
     config = models.config
     rate = config.codec.sample_rate

@@ -39,8 +39,8 @@ def test_int8_dynamic_quantization_stays_close(encoder_inputs):
 
 def test_the_int8_decoder_predicts_what_the_float32_one_does():
     """The shipped decoder, teacher-forced on two answers: int8 moves its code distributions
-    by a KL of 0.0003 nats on average (entropy about 4.1) and keeps 95-96 % of the likeliest
-    codes (seeds 0-2); the bounds leave 30x and 5 points of room."""
+    by a KL of 0.0003 nats on average and keeps 95.2 % of the likeliest codes (printed with
+    -s); the bounds leave 30x and 5 points of room."""
     models = load(DEMO_CHECKPOINT)
     int8 = with_decoder_precision(models, "int8")
     assert int8.encoder is models.encoder and int8.decoder is not models.decoder
@@ -53,9 +53,11 @@ def test_the_int8_decoder_predicts_what_the_float32_one_does():
     with torch.inference_mode():
         exact = models.decoder(codes, memory, speaker, emotion, text=text).log_softmax(-1)
         close = int8.decoder(codes, memory, speaker, emotion, text=text).log_softmax(-1)
-    kl = (exact.exp() * (exact - close)).sum(-1)
-    assert float(kl.mean()) < 0.01
-    assert float((exact.argmax(-1) == close.argmax(-1)).float().mean()) > 0.9
+    kl = float((exact.exp() * (exact - close)).sum(-1).mean())
+    same = float((exact.argmax(-1) == close.argmax(-1)).float().mean())
+    print(f"int8 decoder: mean KL {kl:.4f} nats, likeliest code the same {same:.1%}")
+    assert kl < 0.01
+    assert same > 0.9
     with pytest.raises(ValueError, match="int8, float32"):
         with_decoder_precision(models, "int4")
 
