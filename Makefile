@@ -12,7 +12,8 @@ PORT ?= 8080
 APT_PACKAGES := chromium espeak-ng sox fonts-lohit-telu coturn
 PYTEST_ARGS ?=
 
-.PHONY: serve turn test test-fast bench lint format clean apt-packages demo-model asr-model
+.PHONY: serve turn test test-fast bench lint format clean apt-packages demo-model asr-model \
+  endpoint-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,7 +85,7 @@ CODEC_DECODER ?= istft
 # torch CPU threads of the codec and S2S stages (0: torch's choice).
 TRAIN_THREADS ?= 0
 
-demo-model: $(VENV)/.installed-test apt-packages asr-model
+demo-model: $(VENV)/.installed-test apt-packages asr-model endpoint-model
 	$(BIN)/telugu-s2s train codec --data $(DEMO_WORK)/data/manifest.jsonl --preset demo \
 	  --out $(DEMO_WORK)/codec --steps $(CODEC_STEPS) --batch-size 8 $(CODEC_GAN) \
 	  --decoder $(CODEC_DECODER) --device $(DEVICE) --threads $(TRAIN_THREADS) --resume \
@@ -137,6 +138,16 @@ asr-model: $(VENV)/.installed apt-packages
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/asr $(ASR_OUT)
 	$(BIN)/telugu-s2s eval asr --checkpoint $(ASR_OUT) --data $(DEMO_WORK)/data/manifest.jsonl \
 	  --threads 1 --json > $(ASR_OUT)/eval-asr.json
+
+# The content end-of-turn head (`serve --eot content`) on the recognizer's outputs: 1,000
+# train-split user turns streamed as a call hears them, fitted, measured on the test split's
+# (about 10 minutes on one core, docs/benchmarks.md). Fitted again whenever the recognizer is.
+ENDPOINT_OUT ?= models/checkpoints/endpoint
+
+endpoint-model: $(VENV)/.installed apt-packages
+	$(BIN)/telugu-s2s train endpoint --data $(DEMO_WORK)/data/manifest.jsonl \
+	  --recognizer $(ASR_OUT) --out $(ENDPOINT_OUT) --train-turns 1000 --test-turns 300 \
+	  --threshold 0.98 --max-silence-ms 1200 > $(DEMO_WORK)/endpoint.log
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

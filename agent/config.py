@@ -15,6 +15,9 @@ class AgentConfig:
     """Everything a Session needs to know besides its peer and responder."""
 
     turns: TurnConfig = TurnConfig()
+    endpoint: str | None = None
+    """Checkpoint of the content end-of-turn head with `turns.eot == "content"` (None: the
+    shipped one); its operating point replaces the turn settings' silence and threshold."""
     barge_in: bool = True
     """Stop the answer when the user starts speaking over it."""
     jitter: JitterMode = "adaptive"

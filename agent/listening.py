@@ -16,6 +16,11 @@ what was heard through a callback, in order. The thread works in two tempos:
 So batches hold the calls of the whole server whatever their phase, the turn detector never
 waits for them, and what waits (end-of-turn head, captions) is at most `batch_ms` older.
 
+With a content end-of-turn head (`--eot content`, models.asr.endpoint) each call also has an
+`Endpointer`: at the first window of a pause the deferred windows are heard at once, so the
+head reads the recognizer's output through the end of the speech, and every window of the
+pause gets the head's probability at once (a small MLP, microseconds).
+
 Each window's lag, from when it was due (its place in the call's stream, on the wall clock)
 to the end of the batch that heard it, is how far listening is behind real time; it feeds
 /metrics and, past the call's limit, its `behind` event.
@@ -31,10 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from torch import Tensor
 
 from agent.process.exit_stop import stop_at_exit
 from agent.process.metrics import AgentMetrics
 from agent.responders import Responder, ResponderSession
+from models.asr.endpoint import Endpointer, EndpointHead
 from models.speech.vad import SileroVAD
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,9 @@ class CallListener:
         """Called with the largest lag (ms) of the call's windows in each batch."""
         self.loop = loop
         self.eot_prob: float | None = None
+        self.endpointer: Endpointer | None = None
+        """The call's pauses as the content end-of-turn head sees them (set by the listening
+        thread that has a head)."""
         self.heard_until = 0
         """Stream sample up to which the responder has heard the call (its batched work)."""
         self.closed = False
@@ -104,9 +114,20 @@ class ListeningThread:
     """Hears the windows of all calls of one responder, on one thread."""
 
     def __init__(
-        self, responder: Responder, metrics: AgentMetrics, batch_ms: float = BATCH_MS
+        self,
+        responder: Responder,
+        metrics: AgentMetrics,
+        batch_ms: float = BATCH_MS,
+        endpoint: EndpointHead | None = None,
     ) -> None:
+        """`endpoint`: the content end-of-turn head whose probability each window's `Heard`
+        carries (instead of the responder's)."""
+        if endpoint is not None and not responder.hears_words:
+            raise ValueError(
+                f"the content end-of-turn head needs a recognizer; {responder.name} has none"
+            )
         self._responder = responder
+        self._endpoint = endpoint
         self._metrics = metrics
         self._batch_s = batch_ms / 1000.0
         self._waiting: list[_Window | _Job] = []
@@ -129,6 +150,8 @@ class ListeningThread:
     ) -> None:
         """Hear one window of a call (`arrived`: when its last frame came in; `due`: when it
         was due on the stream's own clock; both monotonic)."""
+        if self._endpoint is not None and call.endpointer is None:
+            call.endpointer = Endpointer(self._endpoint.config)
         self._put(_Window(call, pcm, start, in_speech, arrived, due))
 
     async def flush(self) -> None:
@@ -201,14 +224,31 @@ class ListeningThread:
             return
         try:
             prob = call.vad.prob(window.pcm)
+            eot = (
+                call.eot_prob if call.endpointer is None else self._content_eot(call, prob, window)
+            )
             words = call.session.heard() if window.in_speech else None
         except Exception:
             log.exception("listening failed for a window")
             return
         self._metrics.vad_wait_ms.observe((time.monotonic() - window.arrived) * 1000.0)
         self._deferred.append(window)
-        heard = Heard(prob, call.eot_prob, words, window.arrived, window.pcm)
+        heard = Heard(prob, eot, words, window.arrived, window.pcm)
         call.loop.call_soon_threadsafe(_deliver, call, heard)
+
+    def _content_eot(self, call: CallListener, prob: float, window: _Window) -> float | None:
+        """The content head's probability after this window (None outside a pause); a pause's
+        first window first has the call's deferred windows heard, so the head reads the
+        recognizer's output through the end of the speech."""
+        assert call.endpointer is not None and self._endpoint is not None
+
+        def spoken() -> Tensor | None:
+            if any(w.call is call for w in self._deferred):
+                self._batch()
+            return call.session.recognizer_output()
+
+        inputs = call.endpointer.features(prob, window.pcm, spoken)
+        return None if inputs is None else self._endpoint.probability(inputs)
 
     def _batch(self) -> None:
         """The responder's listening for every deferred window, as one batch: each call's

@@ -186,7 +186,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--eot",
-        choices=["silence", "model"],
+        choices=["silence", "model", "content"],
         default="silence",
         help="the spawned agent's end-of-turn rule",
     )

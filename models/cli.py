@@ -108,19 +108,23 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     from models.text.training import add_train_tokenizer_command
     from models.train.asr import add_train_asr_command
     from models.train.codec import add_train_codec_command
+    from models.train.endpoint import add_train_endpoint_command
     from models.train.monologue import add_train_monologue_command
     from models.train.s2s import add_train_s2s_command
 
     data = commands.add_parser("data", help="import datasets, synthesize the Telugu corpus")
     add_data_commands(data.add_subparsers(dest="action", required=True))
     train = commands.add_parser(
-        "train", help="train the codec, the S2S model, the recognizer or the tokenizer"
+        "train",
+        help="train the codec, the S2S model, the recognizer, the end-of-turn head or the "
+        "tokenizer",
     )
     recipes = train.add_subparsers(dest="recipe", required=True)
     add_train_codec_command(recipes)
     add_train_s2s_command(recipes)
     add_train_monologue_command(recipes)
     add_train_asr_command(recipes)
+    add_train_endpoint_command(recipes)
     add_train_tokenizer_command(recipes)
     judge = commands.add_parser(
         "eval", help="evaluate the codec, the S2S model, end of turn, the recognizer"

@@ -25,6 +25,7 @@ from agent.process.metrics import AgentMetrics
 from agent.responders import CallOptions, Responder
 from agent.session import Session
 from agent.voice import TakenVoice, VoiceEncoder
+from models.asr.endpoint import load_endpoint
 from models.controls import DEFAULT_EMOTION, DEFAULT_SPEAKER
 from models.speech.clip import ClipError
 from signaling.admission import GATE
@@ -99,6 +100,10 @@ class CallManager:
                 f"end of turn by model needs a responder with an end-of-turn head (s2s), "
                 f"not {responder.name}"
             )
+        endpoint = None
+        if config.turns.eot == "content":
+            endpoint = load_endpoint(*([config.endpoint] if config.endpoint else []))
+            config = replace(config, turns=endpoint.config.turns(config.turns))
         self.responder = responder
         self.config = config
         self.metrics = metrics
@@ -112,7 +117,7 @@ class CallManager:
         self.trimmer = MemoryTrimmer()
         self.voices = VoiceEncoder() if responder.clones_voices else None
         """Embeds voice clips and callers' speech (loaded with the first voice)."""
-        self.listening = ListeningThread(responder, metrics, config.listen_batch_ms)
+        self.listening = ListeningThread(responder, metrics, config.listen_batch_ms, endpoint)
         """Hears the windows of all the server's calls, in batches."""
 
     async def open_call(

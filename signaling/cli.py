@@ -188,9 +188,16 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eot",
         default=DEFAULT_TURNS.eot,
-        choices=["silence", "model"],
-        help="end of turn after --min-silence-ms of silence, or as soon as the s2s model's "
-        "end-of-turn head is confident in a pause (the silence rule stays as the fallback)",
+        choices=["silence", "model", "content"],
+        help="end of turn after --min-silence-ms of silence; 'model': also as soon as the s2s "
+        "model's end-of-turn head is confident in a pause; 'content': the content head "
+        "(what was said before the pause, how the voice fell, the silence so far; "
+        "`train endpoint`) at its own threshold and fallback silence",
+    )
+    p.add_argument(
+        "--endpoint",
+        help="checkpoint of the content end-of-turn head (--eot content; default: the shipped "
+        "one, fitted on the shipped recognizer)",
     )
     p.add_argument(
         "--eot-threshold",
@@ -351,6 +358,7 @@ def _serve(args: argparse.Namespace) -> int:
             eot=args.eot,
             eot_threshold=args.eot_threshold,
         ),
+        endpoint=args.endpoint,
         barge_in=not args.no_barge_in,
         answer_ahead_ms=args.answer_ahead_ms or None,
         jitter=args.jitter,

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,12 @@ class ResponderSession(ABC):
         speaks, so it must be cheap."""
         return None
 
+    def recognizer_output(self) -> Tensor | None:
+        """The recognizer's latest GRU output over the turn in progress, as of the windows
+        heard so far (what the content end-of-turn head reads); None without a recogniser
+        or before its first output frame. Called from the listening thread."""
+        return None
+
     def said(self) -> str | None:
         """The words of the answer the current `respond` iterator has generated so far, or of
         the last answer once it is finished; None without text.
@@ -123,6 +130,9 @@ class Responder(ABC):
     name: str
     has_eot_head: bool = False
     """Whether its sessions' `hear` returns end-of-turn probabilities."""
+    hears_words: bool = False
+    """Whether its sessions hear the user through the shipped recognizer (`heard`,
+    `recognizer_output`): what the content end-of-turn head needs (`--eot content`)."""
     clones_voices: bool = False
     """Whether its answers can take a zero-shot voice (`CallOptions.voice`, `use_voice`);
     the server refuses a call asking for one from a responder that cannot."""

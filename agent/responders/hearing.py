@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from torch import Tensor
 
 from models.asr.decode import Word
 from models.asr.model import Recognizer
@@ -44,6 +45,14 @@ class TurnHearing:
             if self._new_turn or self._transcriber is None:
                 return ""
             return self._transcriber.transcript().text
+
+    def latest_output(self) -> Tensor | None:
+        """The recognizer's latest GRU output (what the content end-of-turn head reads), None
+        before the turn's first output frame."""
+        with self._lock:
+            if self._new_turn or self._transcriber is None:
+                return None
+            return self._transcriber.latest
 
     def take_turn(self, start_sample: int, end_sample: int) -> list[tuple[str, int]]:
         """The words recognised inside [start_sample, end_sample), each with the stream sample

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from torch import Tensor
 
 from agent.responders.base import (
     AnswerAhead,
@@ -60,6 +61,9 @@ class ParrotSession(ResponderSession):
 
     def heard(self) -> str | None:
         return None if self._hearing is None else self._hearing.heard()
+
+    def recognizer_output(self) -> Tensor | None:
+        return None if self._hearing is None else self._hearing.latest_output()
 
     def said(self) -> str | None:
         return None if self._said is None else self._said.text
@@ -117,6 +121,7 @@ class ParrotResponder(Responder):
         if recognizer is not None and recognizer.config.sample_rate != MODEL_RATE:
             raise ValueError(f"the parrot's recognizer must hear {MODEL_RATE} Hz audio")
         self.recognizer = recognizer
+        self.hears_words = recognizer is not None
 
     def open(self, options: CallOptions) -> ResponderSession:
         return ParrotSession(recognizer=self.recognizer)

@@ -142,6 +142,9 @@ class S2SSession(ResponderSession):
     def heard(self) -> str | None:
         return None if self._hearing is None else self._hearing.heard()
 
+    def recognizer_output(self) -> Tensor | None:
+        return None if self._hearing is None else self._hearing.latest_output()
+
     def said(self) -> str | None:
         return None if self._said is None else self._said.text
 
@@ -330,6 +333,7 @@ class S2SResponder(Responder):
         self.max_answer_s = max_answer_s
         self.seed = seed
         self.quiet = models.codec.quiet_codes if fewer_levels else None
+        self.hears_words = models.config.text.enabled and models.recognizer is not None
         """The codec's quiet codes when silent steps leave their finer levels out."""
 
     def open(self, options: CallOptions) -> ResponderSession:

@@ -20,13 +20,17 @@ class StreamingTranscriber:
         self.model = model
         self.state = model.init_state(1)
         self.decoder = GreedyDecoder(Vocabulary(model.config.letters), model.config.frame_s)
+        self.latest: torch.Tensor | None = None
+        """The GRU's output at the latest output frame (hidden,), None before the first."""
 
     @torch.inference_mode()
     def push(self, pcm: np.ndarray) -> None:
         """Feed mono float32 samples at the model's rate."""
         audio = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
-        logits, self.state = self.model.stream(audio, self.state)
-        self.decoder.push(logits[0])
+        outputs, self.state = self.model.stream_outputs(audio, self.state)
+        if outputs.shape[1]:
+            self.latest = outputs[0, -1].clone()
+        self.decoder.push(self.model.head(outputs)[0])
 
     def transcript(self) -> Transcript:
         """Everything recognised so far."""

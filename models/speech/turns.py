@@ -11,7 +11,7 @@ from typing import Literal
 
 from models.speech.vad import WINDOW, WINDOW_MS
 
-EotMode = Literal["silence", "model"]
+EotMode = Literal["silence", "model", "content"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class TurnConfig:
     eot: EotMode = "silence"
     """'silence': the turn ends after min_silence_ms of silence. 'model': it also ends as soon
     as the responder's end-of-turn head is confident during a silence of at least
-    model_min_silence_ms (the silence rule stays as the fallback)."""
+    model_min_silence_ms (the silence rule stays as the fallback). 'content': the same with
+    the content end-of-turn head's probability (models.asr.endpoint) instead of the
+    responder's."""
     eot_threshold: float = 0.9
     """End-of-turn probability at or above which the head ends the turn ('model')."""
     model_min_silence_ms: int = 96
@@ -145,7 +147,7 @@ class TurnDetector:
     def _model_ends_turn(self, eot_prob: float | None) -> bool:
         cfg = self.config
         return (
-            cfg.eot == "model"
+            cfg.eot != "silence"
             and eot_prob is not None
             and eot_prob >= cfg.eot_threshold
             and self._silence_run >= self._model_min_silence
