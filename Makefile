@@ -74,7 +74,7 @@ S2S_STEPS ?= 1400
 S2S_TEXT_WEIGHT ?= 4
 JOINT_STEPS ?= 1200
 MONOLOGUE = $(BIN)/telugu-s2s train monologue --data $(DEMO_WORK)/data/manifest.jsonl \
-  --lr 3e-4 --batch-size 16 --device $(DEVICE) --threads $(TRAIN_THREADS) --resume --no-progress
+  --lr 3e-4 --batch-size 16 --device $(DEVICE) --threads $(TRAIN_THREADS) --save-every 50 --resume --no-progress
 DEVICE ?= auto
 # Within 2 CPU hours the codec gets reconstruction losses only; on a GPU, add the GAN phase,
 # e.g. CODEC_GAN="--adversarial-start 20000" CODEC_STEPS=40000.
@@ -93,7 +93,7 @@ demo-model: $(VENV)/.installed-test apt-packages asr-model endpoint-model
 	$(BIN)/telugu-s2s train s2s --data $(DEMO_WORK)/data/manifest.jsonl \
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s --steps $(S2S_STEPS) \
 	  --batch-size 8 --pairing intent --text-weight $(S2S_TEXT_WEIGHT) --eval-every 200 \
-	  --device $(DEVICE) --threads $(TRAIN_THREADS) --resume --no-progress
+	  --device $(DEVICE) --threads $(TRAIN_THREADS) --save-every 50 --resume --no-progress
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s $(DEMO_WORK)/s2s-audio
 	$(MONOLOGUE) --out $(DEMO_WORK)/monologue --init $(DEMO_WORK)/s2s-audio --steps 600 \
 	  --eval-every 100
@@ -106,7 +106,7 @@ demo-model: $(VENV)/.installed-test apt-packages asr-model endpoint-model
 	  --codec $(DEMO_WORK)/codec --preset demo --out $(DEMO_WORK)/s2s-text \
 	  --init $(DEMO_WORK)/monologue-follow --text-pairs 8 --steps $(JOINT_STEPS) --lr 3e-4 \
 	  --batch-size 8 --pairing intent --text-weight $(S2S_TEXT_WEIGHT) --eval-every 300 \
-	  --device $(DEVICE) --threads $(TRAIN_THREADS) --resume --no-progress
+	  --device $(DEVICE) --threads $(TRAIN_THREADS) --save-every 50 --resume --no-progress
 	$(BIN)/telugu-s2s models export $(DEMO_WORK)/s2s-text $(DEMO_OUT)
 	$(BIN)/telugu-s2s eval codec --checkpoint $(DEMO_OUT) \
 	  --data $(DEMO_WORK)/data/manifest.jsonl --json > $(DEMO_OUT)/eval-codec.json
