@@ -31,7 +31,7 @@ from models.asr.endpoint import EndpointConfig, Endpointer, EndpointHead, save_e
 from models.asr.model import Recognizer
 from models.card import machine
 from models.data.manifest import read_manifest
-from models.speech.audio import MODEL_RATE, read_audio
+from models.speech.audio import MODEL_RATE, read_audio, resample
 from models.speech.turns import TurnConfig, TurnDetector, TurnEventKind
 from models.speech.vad import WINDOW, SileroVAD
 from models.train.tokens import speech_end
@@ -64,11 +64,15 @@ class TurnStream:
 
 
 def stream_turn(
-    path: Path, vad: SileroVAD, recognizer: Recognizer, config: EndpointConfig
+    path: Path, vad: SileroVAD, recognizer: Recognizer, config: EndpointConfig, speed: float = 1.0
 ) -> TurnStream:
     """`path` streamed as a call hears it: VAD, then the endpointer (asking for the
-    recognizer's output up to the window before), then the recognizer hears the window."""
+    recognizer's output up to the window before), then the recognizer hears the window.
+    `speed` != 1 plays the clip faster or slower, its pitch and formants moving with it
+    (speed perturbation: other voices than the corpus's)."""
     clip = read_audio(path, MODEL_RATE)
+    if speed != 1.0:
+        clip = resample(clip, round(MODEL_RATE * speed), MODEL_RATE)
     lead = int(LEAD_S * MODEL_RATE)
     total = lead + len(clip) + int(TRAILING_S * MODEL_RATE)
     total += -total % WINDOW
@@ -190,8 +194,10 @@ def train_endpoint(
     max_silence_ms: int = EndpointConfig.max_silence_ms,
     seed: int = 0,
     cache: str | Path | None = None,
+    perturb: float = 0.0,
 ) -> dict[str, Any]:
-    """Stream, fit, measure and save; -> the run's figures (also in the checkpoint)."""
+    """Stream, fit, measure and save; -> the run's figures (also in the checkpoint). Each
+    train turn plays at a speed drawn from 1 +- `perturb`; the held-out turns as they are."""
     began = time.perf_counter()
     recognizer = load_recognizer(recognizer_dir)
     config = EndpointConfig(
@@ -206,20 +212,27 @@ def train_endpoint(
     cached = Path(cache) if cache else None
     if cached is not None and cached.exists():
         saved = torch.load(cached, weights_only=False)
-        if any(saved["config"][k] != getattr(config, k) for k in STREAMED_WITH):
+        if (
+            any(saved["config"][k] != getattr(config, k) for k in STREAMED_WITH)
+            or saved["config"].get("perturb", 0.0) != perturb
+        ):
             raise ValueError(f"{cached} was streamed with another recognizer or sizes")
         streams = saved["streams"]
     else:
         vad = SileroVAD()
+        rng = np.random.default_rng(seed)
         streams = {
-            split: [
+            "train": [
+                stream_turn(p, vad, recognizer, config, 1.0 + perturb * rng.uniform(-1, 1))
+                for p in user_turns(manifest, "train", train_turns, seed)
+            ],
+            "test": [
                 stream_turn(p, vad, recognizer, config)
-                for p in user_turns(manifest, split, n, seed)
-            ]
-            for split, n in (("train", train_turns), ("test", test_turns))
+                for p in user_turns(manifest, "test", test_turns, seed)
+            ],
         }
         if cached is not None:
-            key = {k: getattr(config, k) for k in STREAMED_WITH}
+            key = {k: getattr(config, k) for k in STREAMED_WITH} | {"perturb": perturb}
             torch.save({"config": key, "streams": streams}, cached)
     heard = time.perf_counter()
     head = fit(streams["train"], config, seed)
@@ -231,6 +244,7 @@ def train_endpoint(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "train_turns": len(streams["train"]),
+        "speed_perturbation": perturb,
         "test_turns": len(streams["test"]),
         "pause_windows": int(sum(len(t.pause_windows) for t in streams["train"])),
         "seconds_streaming": round(heard - began, 1),
@@ -266,6 +280,12 @@ def add_train_endpoint_command(subparsers: argparse._SubParsersAction) -> argpar
         default=EndpointConfig.max_silence_ms,
         help="the silence rule beside the head",
     )
+    p.add_argument(
+        "--perturb",
+        type=float,
+        default=0.0,
+        help="each train turn plays at a speed drawn from 1 +- this (pitch and formants move)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--cache", help="file keeping the streamed turns (read back if it exists)")
@@ -286,6 +306,7 @@ def _run(args: argparse.Namespace) -> int:
         args.max_silence_ms,
         args.seed,
         args.cache,
+        args.perturb,
     )
     print(f"{result['test_turns']} held-out turns")
     print(f"{'rule':36} {'false fires':>11} {'p50 ms':>8} {'p95 ms':>8}")
