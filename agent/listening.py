@@ -19,7 +19,7 @@ waits for them, and what waits (end-of-turn head, captions) is at most `batch_ms
 With a content end-of-turn head (`--eot content`, models.asr.endpoint) each call also has an
 `Endpointer`: at the first window of a pause the deferred windows are heard at once, so the
 head reads the recognizer's output through the end of the speech, and every window of the
-pause gets the head's probability at once (a small MLP, microseconds).
+pause gets the head's probability at once (one small MLP per window).
 
 Each window's lag, from when it was due (its place in the call's stream, on the wall clock)
 to the end of the batch that heard it, is how far listening is behind real time; it feeds

@@ -50,14 +50,15 @@ TURNS = (
     "మా అమ్మ గారు ఊరు వెళ్ళారు.",
     "ఆ సినిమా చాలా బాగుంది అండి.",
 )
+VOICES = (("te", 160), ("te+m3", 150), ("te+f2", 170), ("te+f4", 165))
+"""The caller's espeak-ng voices and speeds, turn by turn (not the corpus's personas)."""
 
 
 def conversation(turns: int, answer_room_s: float) -> np.ndarray:
     """`turns` Telugu sentences, each followed by room for the agent's answer."""
-    voices = [("te", 160), ("te+m3", 150), ("te+f2", 170), ("te+f4", 165)]
     parts = [np.zeros(WIRE_RATE // 2, dtype=np.float32)]
     for i in range(turns):
-        voice, speed = voices[i % len(voices)]
+        voice, speed = VOICES[i % len(VOICES)]
         speech = synthesize(TURNS[i % len(TURNS)], WIRE_RATE, voice=voice, speed=speed)
         parts += [speech, np.zeros(int(len(speech) + answer_room_s * WIRE_RATE), np.float32)]
     return np.concatenate(parts)

@@ -16,7 +16,7 @@ computes in a call is what the head was fitted and measured on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from models.asr.features import LogMel
 from models.checkpoints import CheckpointError, load_config_data, load_state, save_checkpoint
 from models.speech.audio import MODEL_RATE
 from models.speech.turns import TurnConfig, TurnDetector
-from models.speech.vad import WINDOW_MS
 
 MODULE = "endpoint"
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "endpoint"
@@ -60,8 +59,9 @@ class EndpointConfig:
     """Frames averaged into one."""
     units: int = 64
     """Hidden units of the MLP."""
-    threshold: float = 0.95
-    """Probability at or above which the agent ends the turn."""
+    threshold: float = 0.98
+    """Probability at or above which the agent ends the turn (the operating point chosen
+    from `train endpoint`'s curve, docs/benchmarks.md)."""
     min_silence_ms: int = 96
     """Silence before the head may end a turn."""
     max_silence_ms: int = 1200
@@ -80,11 +80,9 @@ class EndpointConfig:
 
     def turns(self, base: TurnConfig) -> TurnConfig:
         """`base` with the head's operating point (what `--eot content` runs)."""
-        return TurnConfig(
-            threshold=base.threshold,
-            min_speech_ms=base.min_speech_ms,
+        return replace(
+            base,
             min_silence_ms=self.max_silence_ms,
-            speech_pad_ms=base.speech_pad_ms,
             eot="content",
             eot_threshold=self.threshold,
             model_min_silence_ms=self.min_silence_ms,
@@ -113,8 +111,8 @@ class EndpointHead(nn.Module):
 
 
 class Endpointer:
-    """One stream's pauses, as the head sees them: `features` per window (None outside a
-    pause), `update` the head's probability."""
+    """One stream's pauses, as the head sees them: `features` gives the head's inputs per
+    window (None outside a pause)."""
 
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
@@ -138,7 +136,7 @@ class Endpointer:
         pause = self._detector.pause()
         if pause is None:
             self._context = None
-        elif pause.silence_ms == WINDOW_MS or self._context is None:
+        elif self._context is None:  # the pause's first window
             self._context = self._describe(spoken())
         self._push(pcm)
         if self._context is None:

@@ -73,6 +73,13 @@ def stream_turn(
     clip = read_audio(path, MODEL_RATE)
     if speed != 1.0:
         clip = resample(clip, round(MODEL_RATE * speed), MODEL_RATE)
+    return stream_clip(clip, vad, recognizer, config)
+
+
+def stream_clip(
+    clip: np.ndarray, vad: SileroVAD, recognizer: Recognizer, config: EndpointConfig
+) -> TurnStream:
+    """stream_turn of a 16 kHz clip already in memory."""
     lead = int(LEAD_S * MODEL_RATE)
     total = lead + len(clip) + int(TRAILING_S * MODEL_RATE)
     total += -total % WINDOW
@@ -160,14 +167,16 @@ def summary(results: list[float | None]) -> dict[str, float | None]:
     }
 
 
-def trade_off(head: EndpointHead, turns: list[TurnStream]) -> dict[str, dict[str, Any]]:
-    """The silence rule at several lengths, then the head per fallback and threshold."""
+def trade_off(
+    head: EndpointHead, turns: list[TurnStream], probs: list[np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """The silence rule at several lengths, then the head (its probabilities `probs` on
+    `turns`) per fallback and threshold."""
     rows: dict[str, dict[str, Any]] = {}
     for ms in SILENCE_MS:
         rows[f"silence {ms} ms"] = summary(
             [decide(t, TurnConfig(min_silence_ms=ms), None) for t in turns]
         )
-    probs = [head_probs(head, t) for t in turns]
     for fallback in FALLBACK_MS:
         for threshold in THRESHOLDS:
             config = replace(head.config, threshold=threshold, max_silence_ms=fallback)
@@ -236,16 +245,17 @@ def train_endpoint(
             torch.save({"config": key, "streams": streams}, cached)
     heard = time.perf_counter()
     head = fit(streams["train"], config, seed)
-    rows = trade_off(head, streams["test"])
-    chosen = summary(
-        [decide(t, config.turns(TurnConfig()), head_probs(head, t)) for t in streams["test"]]
-    )
+    test = streams["test"]
+    probs = [head_probs(head, t) for t in test]
+    rows = trade_off(head, test, probs)
+    operating = config.turns(TurnConfig())
+    chosen = summary([decide(t, operating, p) for t, p in zip(test, probs, strict=True)])
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "train_turns": len(streams["train"]),
         "speed_perturbation": perturb,
-        "test_turns": len(streams["test"]),
+        "test_turns": len(test),
         "pause_windows": int(sum(len(t.pause_windows) for t in streams["train"])),
         "seconds_streaming": round(heard - began, 1),
         "seconds": round(time.perf_counter() - began, 1),
