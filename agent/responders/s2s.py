@@ -333,7 +333,7 @@ class S2SResponder(Responder):
         self.max_answer_s = max_answer_s
         self.seed = seed
         self.quiet = models.codec.quiet_codes if fewer_levels else None
-        self.hears_words = models.config.text.enabled and models.recognizer is not None
+        self.hears_words = models.recognizer is not None
         """The codec's quiet codes when silent steps leave their finer levels out."""
 
     def open(self, options: CallOptions) -> ResponderSession:
